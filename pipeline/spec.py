@@ -1,0 +1,303 @@
+"""The experiment spec: pydantic models of ``params.yaml``.
+
+Every stage validates the whole file at start (unknown keys are rejected) and reads only its own
+section, so a typo anywhere fails fast with the key path and the line, before anything is written.
+``python -m pipeline schemas`` exports ``schemas/params.schema.json`` from these models.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import PipelineError
+
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data sources
+class HubSource(Strict):
+    """A dataset on the Hugging Face Hub, loaded with ``datasets.load_dataset``."""
+
+    kind: Literal["hub"]
+    id: str = Field(description="Hub dataset id, e.g. ChilleD/SVAMP")
+    config: Optional[str] = Field(None, description="Hub config name, if any")
+    splits: dict[Split, str] = Field(description="canonical split -> Hub split name")
+
+
+class LocalSource(Strict):
+    """Local files in a format the task understands (``dss``: Distilling step-by-step JSON lines;
+    ``mcckd``: the MCC-KD / ChilleD SVAMP JSON list)."""
+
+    kind: Literal["local"]
+    format: Literal["dss", "mcckd"]
+    files: dict[Split, str] = Field(description="canonical split -> file path")
+
+
+Source = Annotated[Union[HubSource, LocalSource], Field(discriminator="kind")]
+
+
+class ValidSplit(Strict):
+    """How to carve a validation split from train when the source has none (by question)."""
+
+    fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- teacher
+class ReplayFiles(Strict):
+    """Recorded teacher outputs.
+
+    ``dss_palm``: JSON arrays of strings aligned row by row with the split (several files are
+    concatenated in order: ``train_CoT_0`` + ``train_CoT_1``). ``mcckd``: JSON list of
+    ``{instruction, output: [CoTs]}`` matched to questions by text. ``tree_dump``: the Mind's Mirror
+    Tree-of-Thoughts dump (``new_ys`` CoTs, ``value_outputs_list`` self-evaluations), matched by
+    text. ``records``: this project's own teacher records (``teacher.schema.json``), matched by id.
+    """
+
+    format: Literal["dss_palm", "mcckd", "tree_dump", "records"]
+    files: dict[Split, list[str]]
+    parse: Literal["strict", "lenient"] = Field(
+        "strict",
+        description="'strict': the answer sentence as the prompt template (and the reference code) "
+        "writes it; 'lenient': case-insensitive, and SVAMP takes the last number when there is no "
+        "answer sentence (for CoTs sampled without a template, like MCC-KD's)",
+    )
+
+
+class ReplayTeacher(Strict):
+    backend: Literal["replay"]
+    sources: list[ReplayFiles] = Field(
+        min_length=1, description="merged in order: a question's CoTs are concatenated"
+    )
+
+
+class OpenAITeacher(Strict):
+    """A live teacher on any OpenAI-compatible endpoint (key and base URL from the environment)."""
+
+    backend: Literal["openai"]
+    model: str = "gpt-3.5-turbo"
+    cots: int = Field(5, ge=1, description="k sampled CoTs per question")
+    self_evals: int = Field(5, ge=0, description="m self-evaluations per CoT (train split)")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(512, ge=1)
+    splits: list[Split] = Field(default_factory=lambda: ["train", "test"])
+    self_eval_splits: list[Split] = Field(default_factory=lambda: ["train"])
+    concurrency: int = Field(8, ge=1)
+    requests_per_minute: Optional[int] = Field(None, ge=1)
+    tokens_per_minute: Optional[int] = Field(None, ge=1)
+    use_n: Literal["auto", "always", "never"] = "auto"
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    price_per_1m_input: float = Field(0.5, ge=0)
+    price_per_1m_output: float = Field(1.5, ge=0)
+    budget_usd: Optional[float] = Field(None, gt=0)
+    journal: str = Field("data/teacher_journal.sqlite", description="response cache (kept out of git)")
+
+
+Teacher = Annotated[Union[ReplayTeacher, OpenAITeacher], Field(discriminator="backend")]
+
+
+class DatasetSpec(Strict):
+    task: Literal["svamp", "cqa", "anli"] = Field(description="which task module parses/scores it")
+    source: Source
+    valid: ValidSplit = ValidSplit()
+    limit: dict[Split, int] = Field(
+        default_factory=dict, description="keep only the first N examples of a split (tiny runs)"
+    )
+    teacher: Teacher
+
+    @field_validator("limit")
+    @classmethod
+    def _positive(cls, v: dict) -> dict:
+        for k, n in v.items():
+            if n < 1:
+                raise ValueError(f"{k}: must be >= 1")
+        return v
+
+
+# --------------------------------------------------------------------------- methods
+class MethodSpec(Strict):
+    """One row of the results table, as data.
+
+    ``cots: 0`` = label-only ("standard"); ``cots: k`` = multi-task on k teacher CoTs per question;
+    ``self_eval: m`` > 0 adds a first training stage on the teacher's self-evaluations of those
+    CoTs (m per CoT), and the CoT stage continues from its checkpoint.
+    """
+
+    labels: Literal["gold", "teacher"] = Field(description="label targets: gold or the teacher's parsed answer")
+    cots: int = Field(ge=0)
+    self_eval: int = Field(0, ge=0)
+    epochs: float = Field(gt=0, description="epochs of the (last) CoT/label stage")
+    se_epochs: float = Field(0, ge=0, description="epochs of the self-evaluation stage")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MethodSpec":
+        if self.self_eval and not self.cots:
+            raise ValueError("self_eval needs cots >= 1 (it evaluates the teacher's CoTs)")
+        if self.self_eval and not self.se_epochs:
+            raise ValueError("se_epochs: must be > 0 when self_eval > 0")
+        return self
+
+
+class ExperimentSpec(Strict):
+    datasets: list[str] = Field(min_length=1, description="datasets that are trained and evaluated")
+    methods: list[str] = Field(min_length=1)
+
+
+class AssembleSpec(Strict):
+    unparseable: Literal["exclude"] = Field(
+        "exclude", description="teacher outputs without a parseable answer are dropped and counted"
+    )
+    se_input: Literal["cot", "question_cot"] = Field(
+        "cot", description="self-evaluation input: the CoT alone (official code) or question + CoT"
+    )
+
+
+class TrainSpec(Strict):
+    student: str = Field(description="Hub id or local directory of a pretrained T5")
+    from_config: bool = Field(False, description="build a randomly initialised model from the config at `student` (offline)")
+    config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
+    tokenizer: Optional[str] = Field(None, description="defaults to `student`")
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    grad_accum: int = Field(1, ge=1)
+    alpha: float = Field(ge=0, le=1)
+    max_input_length: int = Field(ge=8)
+    max_target_length: int = Field(ge=2)
+    weight_decay: float = Field(0.0, ge=0)
+    max_steps: Optional[int] = Field(None, ge=1, description="cap on optimiser steps per stage (tiny runs)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    log_every: int = Field(10, ge=1)
+
+
+class EvaluateSpec(Strict):
+    split: Split = "test"
+    batch_size: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+
+
+class Params(Strict):
+    profile: str = Field(description="name of this configuration, logged as a tag")
+    seed: int
+    datasets: dict[str, DatasetSpec] = Field(min_length=1)
+    methods: dict[str, MethodSpec] = Field(min_length=1)
+    experiment: ExperimentSpec
+    assemble: AssembleSpec = AssembleSpec()
+    train: TrainSpec
+    evaluate: EvaluateSpec = EvaluateSpec()
+
+    @model_validator(mode="after")
+    def _references(self) -> "Params":
+        for ds in self.experiment.datasets:
+            if ds not in self.datasets:
+                raise ValueError(f"experiment.datasets: '{ds}' is not a key of datasets")
+        for m in self.experiment.methods:
+            if m not in self.methods:
+                raise ValueError(f"experiment.methods: '{m}' is not a key of methods")
+        return self
+
+
+# --------------------------------------------------------------------------- loading
+def _yaml():
+    from ruamel.yaml import YAML
+
+    return YAML(typ="rt")  # round-trip loader: YAML 1.2 like DVC, and keeps line numbers
+
+
+def _line_of(doc, loc: tuple) -> Optional[int]:
+    """1-based line of the deepest key of ``loc`` that exists in the ruamel document."""
+    node, line = doc, None
+    for part in loc:
+        try:
+            if isinstance(part, str) and hasattr(node, "lc") and part in node:
+                line = node.lc.key(part)[0] + 1
+                node = node[part]
+            elif isinstance(part, int) and hasattr(node, "lc") and 0 <= part < len(node):
+                line = node.lc.item(part)[0] + 1
+                node = node[part]
+            else:
+                break
+        except Exception:
+            break
+    return line
+
+
+def format_validation_error(err: ValidationError, path: str, doc=None) -> str:
+    msgs = []
+    for e in err.errors():
+        # drop the discriminator tags pydantic inserts into the path (datasets.x.source.hub.id)
+        clean: list = []
+        for p in e["loc"]:
+            if isinstance(p, str) and p in ("hub", "local", "replay", "openai") and clean and clean[-1] in ("source", "teacher"):
+                continue
+            clean.append(p)
+        key = ".".join(str(p) for p in clean) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "missing required key"
+        elif e["type"] == "greater_than":
+            msg = f"must be > {e['ctx']['gt']}"
+        elif e["type"] == "greater_than_equal":
+            msg = f"must be >= {e['ctx']['ge']}"
+        elif e["type"] == "less_than":
+            msg = f"must be < {e['ctx']['lt']}"
+        elif e["type"] == "less_than_equal":
+            msg = f"must be <= {e['ctx']['le']}"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        line = _line_of(doc, tuple(clean)) if doc is not None else None
+        where = f"{path}:{line}" if line else path
+        msgs.append(f"{where}: {key}: {msg}")
+    return "; ".join(msgs)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise PipelineError(f"{path}: params file not found")
+    try:
+        doc = _yaml().load(path.read_text(encoding="utf-8"))
+    except Exception as e:  # ruamel's errors carry the line
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PipelineError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(doc, dict):
+        raise PipelineError(f"{path}: expected a mapping at the top level")
+    try:
+        return Params.model_validate(_plain(doc))
+    except ValidationError as e:
+        raise PipelineError(format_validation_error(e, str(path), doc)) from None
+
+
+def _plain(obj):
+    """ruamel CommentedMap/Seq -> plain dict/list (and ruamel scalars -> Python scalars)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, bool) or obj is None:
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        return str(obj)
+    return obj
+
+
+def params_json_schema() -> dict:
+    schema = Params.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Mind's Mirror reproduction: params.yaml"
+    return schema

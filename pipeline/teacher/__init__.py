@@ -1,0 +1,1 @@
+"""Teacher backends: ``replay`` (recorded outputs) and ``openai`` (a live OpenAI-compatible endpoint)."""
