@@ -147,8 +147,17 @@ class MethodSpec(Strict):
 
 
 class ExperimentSpec(Strict):
+    """What is trained and evaluated. One-stage methods (``self_eval: 0``) go in ``methods``,
+    two-stage methods (``self_eval`` > 0) in ``se_methods``: they run through different DVC stages
+    (stage 2 depends on stage 1's checkpoint)."""
+
     datasets: list[str] = Field(min_length=1, description="datasets that are trained and evaluated")
-    methods: list[str] = Field(min_length=1)
+    methods: list[str] = Field(default_factory=list, description="one-stage methods (self_eval: 0)")
+    se_methods: list[str] = Field(default_factory=list, description="two-stage methods (self_eval > 0)")
+
+    @property
+    def all_methods(self) -> list[str]:
+        return list(self.methods) + list(self.se_methods)
 
 
 class AssembleSpec(Strict):
@@ -174,14 +183,24 @@ class TrainSpec(Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_steps: Optional[int] = Field(None, ge=1, description="cap on optimiser steps per stage (tiny runs)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    log_every: int = Field(10, ge=1)
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
+    forward: Literal["auto", "joint", "separate"] = Field(
+        "auto", description="predict:/explain: halves in one forward pass (joint) or two (separate); "
+        "auto = joint on CUDA, separate on CPU. The loss is the same: each half's own token mean")
+    log_every: int = Field(10, ge=1, description="optimiser steps between loss records")
+    select_every: float = Field(1.0, ge=0, description="epochs between validation evaluations for checkpoint selection (0: only at the end)")
+    paper_protocol: bool = Field(True, description="also score the test split at every selection point and report the best (the official code's selection), labelled as such")
+    select_batch_size: int = Field(64, ge=1)
+    select_max_new_tokens: int = Field(64, ge=1)
+    save_every_steps: int = Field(0, ge=0, description="resumable checkpoint cadence in steps (0: at each selection point)")
 
 
 class EvaluateSpec(Strict):
     split: Split = "test"
     batch_size: int = Field(64, ge=1)
-    max_new_tokens: int = Field(64, ge=1)
+    max_new_tokens: int = Field(64, ge=1, description="for the predict: output (the answer)")
+    keep_rationales: bool = Field(True, description="also generate the student's explain: output for every test question")
+    rationale_max_new_tokens: int = Field(256, ge=1)
 
 
 class Params(Strict):
@@ -199,9 +218,16 @@ class Params(Strict):
         for ds in self.experiment.datasets:
             if ds not in self.datasets:
                 raise ValueError(f"experiment.datasets: '{ds}' is not a key of datasets")
-        for m in self.experiment.methods:
-            if m not in self.methods:
-                raise ValueError(f"experiment.methods: '{m}' is not a key of methods")
+        if not self.experiment.all_methods:
+            raise ValueError("experiment: list at least one method in methods or se_methods")
+        for key, two_stage in (("methods", False), ("se_methods", True)):
+            for m in getattr(self.experiment, key):
+                if m not in self.methods:
+                    raise ValueError(f"experiment.{key}: '{m}' is not a key of methods")
+                if bool(self.methods[m].self_eval) != two_stage:
+                    raise ValueError(f"experiment.{key}: '{m}' has self_eval {self.methods[m].self_eval}; "
+                                     + ("two-stage methods (self_eval > 0) go in experiment.se_methods" if not two_stage
+                                        else "one-stage methods (self_eval: 0) go in experiment.methods"))
         return self
 
 
@@ -265,8 +291,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: params file not found")
+    yaml = _yaml()
     try:
-        doc = _yaml().load(path.read_text(encoding="utf-8"))
+        doc = yaml.load(path.read_text(encoding="utf-8"))
     except Exception as e:  # ruamel's errors carry the line
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import warnings
 from typing import Optional
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -22,7 +23,9 @@ def safe_eval(expr: str) -> Optional[float]:
     if not expr or len(expr) > MAX_LEN:
         return None
     try:
-        tree = ast.parse(expr, mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. SyntaxWarning on "2x" in model text
+            tree = ast.parse(expr, mode="eval")
     except (SyntaxError, ValueError):
         return None
     try:

@@ -1,0 +1,89 @@
+"""assemble: the training rows of one method (``train_row.schema.json``).
+
+- ``stage2.jsonl`` (the CoT/label stage; the only stage of one-stage methods): for ``cots: 0`` one
+  row per question with the gold or teacher label; for ``cots: k`` one row per usable CoT among the
+  question's first k, with that CoT's rationale and its parsed answer (teacher labels) or the gold
+  label. Test labels are always gold.
+- ``stage1.jsonl`` (``self_eval: m`` > 0): for each of those k CoTs, its first m self-evaluations:
+  input = the CoT (or question + CoT), label = the teacher's verdict, rationale = the evaluation
+  text without the verdict line.
+- ``valid.jsonl``: validation questions with gold labels, for checkpoint selection.
+
+Policy: a teacher output without a parseable answer (or an evaluation without a verdict) is
+excluded and counted, never trained on with a blank target and never shifted onto another row.
+"""
+from __future__ import annotations
+
+from ..artifacts import read_jsonl, write_json, write_jsonl
+from ..spec import Params
+from ..tasks import get_task
+from .common import ASSEMBLED, METRICS, TEACHER, dataset_spec, method_spec, read_prepared
+
+
+def se_input(mode: str, question_input: str, cot_text: str) -> str:
+    if mode == "question_cot":
+        return f"Question: {question_input}\nAnswer: {cot_text.strip()}"
+    return cot_text.strip()
+
+
+def build(params: Params, dataset: str, method: str, teacher_train: list[dict], examples: dict) -> tuple[dict, dict]:
+    spec, m = dataset_spec(params, dataset), method_spec(params, method)
+    task = get_task(spec.task)
+    ex_by_id = {ex["id"]: ex for ex in examples["train"]}
+    stage1, stage2 = [], []
+    excluded = excluded_evals = no_cots = 0
+    for rec in teacher_train:
+        ex = ex_by_id[rec["id"]]
+        inp = task.model_input(ex)
+        if m.cots == 0:
+            if m.labels == "gold":
+                stage2.append(dict(id=ex["id"], cot_index=None, input=inp, label=ex["label"], rationale=None))
+                continue
+            if not rec["cots"]:
+                no_cots += 1
+                continue
+            first = rec["cots"][0]
+            if first["status"] != "ok":
+                excluded += 1
+                continue
+            stage2.append(dict(id=ex["id"], cot_index=0, input=inp, label=first["answer"], rationale=None))
+            continue
+        cots = rec["cots"][: m.cots]
+        if not cots:
+            no_cots += 1
+        for j, c in enumerate(cots):
+            if c["status"] != "ok" or not (c["rationale"] or "").strip():
+                excluded += 1
+                continue
+            label = c["answer"] if m.labels == "teacher" else ex["label"]
+            stage2.append(dict(id=ex["id"], cot_index=j, input=inp, label=label, rationale=c["rationale"]))
+        if m.self_eval:
+            evaluated = [(j, c) for j, c in enumerate(rec["cots"]) if c["evaluations"]][: m.cots]
+            for j, c in evaluated:
+                for e_i, e in enumerate(c["evaluations"][: m.self_eval]):
+                    if e["status"] != "ok" or not (e["explanation"] or "").strip():
+                        excluded_evals += 1
+                        continue
+                    stage1.append(dict(id=ex["id"], cot_index=j, eval_index=e_i,
+                                       input=se_input(params.assemble.se_input, inp, c["text"]),
+                                       label=e["verdict"], rationale=e["explanation"]))
+    valid = [dict(id=ex["id"], cot_index=None, input=task.model_input(ex), label=ex["label"], rationale=None)
+             for ex in examples["valid"]]
+    counts = {
+        "dataset": dataset, "method": method, "questions": len(teacher_train),
+        "stage2_rows": len(stage2), "stage1_rows": len(stage1), "valid_rows": len(valid),
+        "excluded_unparseable": excluded, "excluded_unparseable_evaluations": excluded_evals,
+        "questions_without_cots": no_cots,
+    }
+    return {"stage1": stage1, "stage2": stage2, "valid": valid}, counts
+
+
+def run(params: Params, dataset: str, method: str) -> dict:
+    examples = read_prepared(dataset, ("train", "valid"))
+    teacher_train = read_jsonl(TEACHER / dataset / "train.jsonl", "teacher")
+    rows, counts = build(params, dataset, method, teacher_train, examples)
+    out = ASSEMBLED / dataset / method
+    for name, rs in rows.items():
+        write_jsonl(out / f"{name}.jsonl", rs, "train_row")
+    write_json(METRICS / "assemble" / dataset / f"{method}.json", counts, "assemble_metrics")
+    return counts

@@ -1,0 +1,116 @@
+"""train: the T5 student, in one or two stages.
+
+``pretrain`` (stage 1) trains two-stage methods on the teacher's self-evaluations and saves a
+checkpoint; for one-stage methods it only records that stage 2 starts from the base student.
+``train`` (stage 2, or the only stage) trains on the method's CoT/label rows, starting from the
+stage-1 checkpoint when there is one, selects the checkpoint on the validation split and saves it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..artifacts import read_jsonl, write_json
+from ..errors import PipelineError
+from ..paths import project_root
+from ..spec import Params
+from ..student.batches import encode_rows
+from ..student.loop import Evaluator, LoopConfig, fingerprint, generate, pick_device, train
+from ..student.model import build_model, load_tokenizer, n_params
+from ..tasks import get_task
+from .common import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_prepared
+
+
+def _loop_config(params: Params, epochs: float, device: str) -> LoopConfig:
+    t = params.train
+    forward = t.forward if t.forward != "auto" else ("joint" if device == "cuda" else "separate")
+    return LoopConfig(lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum, alpha=t.alpha, epochs=epochs,
+                      max_steps=t.max_steps, weight_decay=t.weight_decay, seed=params.seed, device=device,
+                      bf16=device == "cuda" and t.precision in ("auto", "bf16"), forward=forward,
+                      log_every=t.log_every, save_every_steps=t.save_every_steps)
+
+
+def _resume_dir(dataset: str, method: str, stage: str) -> Path:
+    # scratch space for resumable state: not a DVC output (DVC deletes outputs before a run)
+    return project_root() / ".checkpoints" / dataset / method / stage
+
+
+def _save(model, tok, out: Path, log: dict) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+
+
+def run_stage1(params: Params, dataset: str, method: str) -> None:
+    m = method_spec(params, method)
+    out = MODELS / dataset / method / "stage1"
+    if not m.self_eval:
+        raise PipelineError(f"method {method!r} has no self-evaluation stage (self_eval: 0): nothing to pretrain")
+    rows = read_jsonl(ASSEMBLED / dataset / method / "stage1.jsonl", "train_row")
+    _train_and_save(params, dataset, method, "stage1", rows, m.se_epochs, None, None, out)
+
+
+def run_stage2(params: Params, dataset: str, method: str) -> None:
+    m = method_spec(params, method)
+    rows = read_jsonl(ASSEMBLED / dataset / method / "stage2.jsonl", "train_row")
+    valid = read_jsonl(ASSEMBLED / dataset / method / "valid.jsonl", "train_row")
+    init_dir = MODELS / dataset / method / "stage1" if m.self_eval else None
+    if init_dir is not None and not (init_dir / "config.json").exists():
+        raise PipelineError(f"{init_dir}: stage-1 checkpoint missing; run `python -m pipeline pretrain --dataset {dataset} --method {method}` (dvc repro does)")
+    _train_and_save(params, dataset, method, "stage2", rows, m.epochs, valid, init_dir, MODELS / dataset / method / "final")
+
+
+def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_dir, out: Path) -> None:
+    t = params.train
+    spec = dataset_spec(params, dataset)
+    task = get_task(spec.task)
+    device = pick_device(t.device)
+    tok = load_tokenizer(t)
+    model = build_model(t, init_dir)
+    if not rows:
+        raise PipelineError(f"{ASSEMBLED / dataset / method}/{stage}.jsonl: no training rows (see metrics/assemble/{dataset}/{method}.json)")
+    enc = encode_rows(tok, rows, t.max_input_length, t.max_target_length)
+    cfg = _loop_config(params, epochs, device)
+
+    evaluator = None
+    if valid is not None:
+        def scorer(inputs, golds):
+            def score(mdl):
+                preds = generate(mdl, tok, inputs, t.select_batch_size, t.select_max_new_tokens, t.max_input_length, device)
+                return sum(task.is_correct(p, g) for p, g in zip(preds, golds)) / max(1, len(golds))
+            return score
+
+        v = scorer([r["input"] for r in valid], [r["label"] for r in valid]) if valid else None
+        test_fn = None
+        if t.paper_protocol:
+            test = read_prepared(dataset, ("test",))["test"]
+            if test:
+                test_fn = scorer([task.model_input(e) for e in test], [e["label"] for e in test])
+        cfg.eval_every = t.select_every
+        evaluator = Evaluator(valid=v, test=test_fn)
+    else:
+        cfg.eval_every = 0
+
+    fp = fingerprint(params.train.model_dump(), params.seed, epochs, rows, str(init_dir), stage)
+    resume = _resume_dir(dataset, method, stage)
+    model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {dataset}/{method}")
+    log = {
+        "dataset": dataset, "method": method, "stage": stage, "device": device, "precision": "bf16" if cfg.bf16 else "fp32",
+        "forward": cfg.forward, "parameters": n_params(model), "init": str(init_dir) if init_dir else "base",
+        "rows": len(rows), "epochs": epochs, "steps": res.steps, "seconds": round(res.seconds, 3),
+        "examples_per_s": round(res.examples / res.seconds, 3) if res.seconds else None,
+        "resumed_from_step": res.resumed_from_step, "history": res.history, "evals": res.evals,
+        "selected": res.best, "paper_protocol_best": res.best_test,
+    }
+    _save(model, tok, out, log)
+    summary = {k: v for k, v in log.items() if k not in ("history", "evals")}
+    summary["final_loss"] = res.history[-1]["loss"] if res.history else None
+    write_json(METRICS / "train" / dataset / method / f"{stage}.json", summary)
+    shutil.rmtree(_resume_dir(dataset, method, stage), ignore_errors=True)
+    print(f"{stage} {dataset}/{method}: {res.steps} steps in {res.seconds:.1f}s on {device}"
+          + (f", selected step {res.best['step']} (valid {res.best['valid_accuracy']:.4f})" if res.best else ""))
