@@ -108,10 +108,34 @@ class TeachSplitMetrics(Record):
     unmatched_source_rows: int = 0
 
 
+class TeacherUsage(Record):
+    """Requests, tokens and cost of the live teacher (``openai`` backend)."""
+
+    model: str
+    endpoint: str = Field(description="base URL of the endpoint, without credentials")
+    prompts: dict[str, str] = Field(description="prompt template -> its version")
+    n_per_request: Optional[bool] = Field(description="samples asked with `n` in one request (False: one request per sample; None: not needed yet)")
+    samples: int = Field(ge=0, description="teacher outputs in the records: CoTs + self-evaluations")
+    cached_samples: int = Field(ge=0, description="of those, already in the journal before this run")
+    requests: int = Field(ge=0, description="requests this run sent that returned samples")
+    http_attempts: int = Field(ge=0, description="HTTP requests this run made, the client's retries included")
+    rate_limited: int = Field(ge=0, description="429 answers this run received (retried by the client)")
+    prompt_tokens: int = Field(ge=0, description="this run")
+    completion_tokens: int = Field(ge=0, description="this run")
+    cost_usd: float = Field(ge=0, description="this run, at the prices in params")
+    total_requests: int = Field(ge=0, description="journal requests behind the records (this run and earlier ones)")
+    total_prompt_tokens: int = Field(ge=0)
+    total_completion_tokens: int = Field(ge=0)
+    total_cost_usd: float = Field(ge=0)
+    quarantined: dict[str, int] = Field(description="outputs without a parseable answer/verdict, kept in quarantine.jsonl: cot, self_eval")
+    skipped_self_evals: int = Field(0, ge=0, description="unparseable CoTs that were not self-evaluated")
+
+
 class TeachMetrics(Record):
     dataset: str
     backend: str
     splits: dict[str, TeachSplitMetrics]
+    usage: Optional[TeacherUsage] = Field(None, description="live teacher only: requests, tokens, cost")
 
 
 class AssembleMetrics(Record):

@@ -265,8 +265,14 @@ def format_validation_error(err: ValidationError, path: str, doc=None) -> str:
             if isinstance(p, str) and p in ("hub", "local", "replay", "openai") and clean and clean[-1] in ("source", "teacher"):
                 continue
             clean.append(p)
-        key = ".".join(str(p) for p in clean) or "<root>"
+        key = ".".join(str(p) for p in clean)
         msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if not key and ": " in msg:  # cross-field checks name their key in the message
+            key, msg = msg.split(": ", 1)
+            clean = key.split(".")
+        key = key or "<root>"
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == "missing":
@@ -279,8 +285,6 @@ def format_validation_error(err: ValidationError, path: str, doc=None) -> str:
             msg = f"must be < {e['ctx']['lt']}"
         elif e["type"] == "less_than_equal":
             msg = f"must be <= {e['ctx']['le']}"
-        elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
         line = _line_of(doc, tuple(clean)) if doc is not None else None
         where = f"{path}:{line}" if line else path
         msgs.append(f"{where}: {key}: {msg}")

@@ -30,11 +30,12 @@ def safe_eval(expr: str) -> Optional[float]:
         return None
     try:
         v = _ev(tree.body, 0)
+        if v is None or isinstance(v, complex):
+            return None
+        v = float(v)  # an int too large for a float overflows here
     except (ZeroDivisionError, OverflowError, ValueError, TypeError, RecursionError):
         return None
-    if v is None or isinstance(v, complex) or not math.isfinite(v):
-        return None
-    return float(v)
+    return v if math.isfinite(v) else None
 
 
 def _ev(node, depth):

@@ -1,0 +1,401 @@
+"""The live (openai) teacher against a real local HTTP server (tests/fake_openai.py), through the CLI.
+
+Each test runs ``python -m pipeline ...`` in a temporary copy of the project (pipeline/, schemas/,
+prompts/, a params.yaml whose svamp teacher is ``openai``), on the real SVAMP files in
+``../shared/data``, with the fake endpoint injecting the faults under test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fake_openai import FakeOpenAI, answer_for  # noqa: E402
+
+from pipeline.tasks import get_task  # noqa: E402
+from pipeline.teacher.prompts import example_values, load_template  # noqa: E402
+from pipeline.teacher.ratelimit import RateLimiter  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SVAMP = SHARED / "svamp"
+LIMIT = {"train": 6, "valid": 2, "test": 3}
+TRAIN_Q, TEST_Q = LIMIT["train"], LIMIT["test"]
+
+pytestmark = [
+    pytest.mark.skipif(not (SVAMP / "svamp_train.json").exists(), reason=f"shared data not found at {SVAMP}"),
+    pytest.mark.timeout(120),
+]
+
+TEACHER = {"backend": "openai", "model": "fake-model", "cots": 2, "self_evals": 2, "concurrency": 2,
+           "max_tokens": 64, "max_retries": 2, "timeout_s": 5}
+
+
+def params_doc(**teacher) -> dict:
+    return {
+        "profile": "openai-teacher-test",
+        "seed": 0,
+        "datasets": {"svamp": {
+            "task": "svamp",
+            "source": {"kind": "local", "format": "dss",
+                       "files": {"train": str(SVAMP / "svamp_train.json"), "test": str(SVAMP / "svamp_test.json")}},
+            "limit": LIMIT,
+            "teacher": {**TEACHER, **teacher},
+        }},
+        "methods": {"std": {"labels": "gold", "cots": 0, "epochs": 1}},
+        "experiment": {"datasets": ["svamp"], "methods": ["std"]},
+        "train": {"student": "t5-small", "lr": 0.001, "batch_size": 2, "alpha": 0.5,
+                  "max_input_length": 64, "max_target_length": 16},
+    }
+
+
+def write_params(proj: Path, **teacher) -> None:
+    (proj / "params.yaml").write_text(json.dumps(params_doc(**teacher), indent=1))  # JSON is YAML
+
+
+def cli(proj: Path, srv: FakeOpenAI, *args, key: str = "sk-test-local", timeout: float = 60,
+        **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=proj, env=env_for(proj, srv, key),
+                          capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def env_for(proj: Path, srv: FakeOpenAI, key: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DVC_"))}
+    env.update(OPENAI_API_KEY=key, OPENAI_BASE_URL=srv.base_url, DVC_ROOT=str(proj), PYTHONPATH=str(proj))
+    return env
+
+
+@pytest.fixture(scope="module")
+def base_project(tmp_path_factory) -> Path:
+    proj = tmp_path_factory.mktemp("base") / "proj"
+    proj.mkdir()
+    for d in ("pipeline", "schemas", "prompts"):
+        shutil.copytree(ROOT / d, proj / d, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", proj)
+    write_params(proj)
+    r = subprocess.run([sys.executable, "-m", "pipeline", "prepare", "--dataset", "svamp"], cwd=proj,
+                       env={**os.environ, "DVC_ROOT": str(proj), "PYTHONPATH": str(proj)},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return proj
+
+
+@pytest.fixture
+def proj(base_project, tmp_path) -> Path:
+    p = tmp_path / "proj"
+    shutil.copytree(base_project, p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def server():
+    with FakeOpenAI() as srv:
+        yield srv
+
+
+@pytest.fixture
+def srv(server) -> FakeOpenAI:
+    server.reset(latency=0.02)
+    return server
+
+
+def journal_file(proj: Path) -> Path:
+    return proj / "data" / "teacher_journal.sqlite"
+
+
+def journal_rows(proj: Path, sql: str) -> list:
+    con = sqlite3.connect(journal_file(proj))
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def journaled(proj: Path) -> dict[str, set]:
+    """prompt hash -> sample indices in the journal"""
+    out: dict[str, set] = {}
+    for h, i in journal_rows(proj, "SELECT prompt_hash, sample FROM samples"):
+        out.setdefault(h, set()).add(i)
+    return out
+
+
+def records(proj: Path, split: str) -> list[dict]:
+    return [json.loads(line) for line in (proj / "data/teacher/svamp" / f"{split}.jsonl").read_text().splitlines()]
+
+
+def metrics(proj: Path) -> dict:
+    return json.loads((proj / "metrics/teach/svamp.json").read_text())
+
+
+def error_line(r: subprocess.CompletedProcess) -> str:
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+def assert_complete(proj: Path, cots: int = 2, evals: int = 2) -> None:
+    for rec in records(proj, "train"):
+        assert len(rec["cots"]) == cots
+        assert all(len(c["evaluations"]) == (evals if c["status"] == "ok" else 0) for c in rec["cots"])
+    for rec in records(proj, "test"):
+        assert len(rec["cots"]) == cots and all(not c["evaluations"] for c in rec["cots"])
+    assert all(rec["cots"] == [] for rec in records(proj, "valid"))  # valid is not in teacher.splits
+
+
+# --------------------------------------------------------------------------- happy path and n
+def test_teach_generates_complete_records_and_a_rerun_sends_nothing(proj, srv):
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    assert_complete(proj)
+    train = records(proj, "train")
+    assert {c["source"] for rec in train for c in rec["cots"]} == {"fake-model"}
+    # CoT i of each question is choice i of the answer to that question's own prompt
+    task, tmpl = get_task("svamp"), load_template("svamp", "cot")
+    prepared = [json.loads(x) for x in (proj / "data/prepared/svamp/train.jsonl").read_text().splitlines()]
+    for ex, rec in zip(prepared, train, strict=True):
+        assert rec["id"] == ex["id"]
+        prompt = tmpl.render(example_values(task, ex))
+        assert [c["text"] for c in rec["cots"]] == [answer_for(prompt, i) for i in range(2)]
+    m = metrics(proj)
+    u = m["usage"]
+    n_samples = (TRAIN_Q + TEST_Q) * 2 + TRAIN_Q * 2 * 2
+    assert u["samples"] == n_samples and u["cached_samples"] == 0
+    assert u["requests"] == srv.stats.ok == TRAIN_Q + TEST_Q + TRAIN_Q * 2  # n=2 samples per request
+    assert u["n_per_request"] is True
+    assert u["prompts"] == {"svamp/cot.txt": "1", "svamp/self_eval.txt": "1"}
+    assert u["prompt_tokens"] > 0 and u["completion_tokens"] > 0 and u["cost_usd"] > 0
+    assert m["splits"]["train"]["evaluations"] == TRAIN_Q * 2 * 2
+    # every request carried the template's stop sequences and the sampling params
+    assert {tuple(e["stop"]) for e in srv.stats.log} == {("\nQ:",), ("\nQuestion:",)}
+    assert {(e["max_tokens"], e["temperature"]) for e in srv.stats.log} == {(64, 0.7)}
+    before = srv.stats.requests
+    r2 = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r2.returncode == 0, r2.stderr
+    assert srv.stats.requests == before  # fully cached
+    assert records(proj, "train") == train
+    assert metrics(proj)["usage"]["cached_samples"] == n_samples and metrics(proj)["usage"]["requests"] == 0
+
+
+@pytest.mark.parametrize("n_mode", ["ignore", "reject"])
+def test_endpoint_without_n_falls_back_to_one_request_per_sample(proj, srv, n_mode):
+    srv.config.n_mode = n_mode
+    write_params(proj, cots=3, self_evals=0)
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    assert_complete(proj, cots=3, evals=0)
+    needed = (TRAIN_Q + TEST_Q) * 3
+    assert srv.stats.choices == needed  # nothing asked twice, nothing thrown away
+    asked_n = [e for e in srv.stats.log if e["n"] > 1]
+    assert len(asked_n) <= 2 if n_mode == "ignore" else not asked_n  # the first tries only
+    assert metrics(proj)["usage"]["n_per_request"] is False
+    assert journal_rows(proj, "SELECT n_supported FROM capabilities") == [(0,)]
+
+
+# --------------------------------------------------------------------------- durability
+def test_sigkill_mid_run_then_rerun_loses_nothing_and_repeats_nothing(proj, srv):
+    srv.config.latency = 0.1
+    write_params(proj, cots=3, self_evals=2)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "teach", "--dataset", "svamp"], cwd=proj,
+                            env=env_for(proj, srv, "sk-test-local"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while srv.stats.ok < 12 and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(0.3)  # let the server finish answering the requests that were in flight
+    want = {"cot": 3, "self_eval": 2}
+    after_kill = journaled(proj)
+    n_after_kill = sum(len(v) for v in after_kill.values())
+    total = (TRAIN_Q + TEST_Q) * 3 + TRAIN_Q * 3 * 2
+    assert 0 < n_after_kill < total, "kill -9 should land mid-run"
+    seen = len(srv.stats.log)
+
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    rerun = srv.stats.log[seen:]
+    asked: dict[str, int] = {}
+    for e in rerun:
+        asked[e["hash"]] = asked.get(e["hash"], 0) + e["n"]
+    kinds = {e["hash"]: e["kind"] for e in srv.stats.log}
+    for h, n in asked.items():  # the rerun asked exactly for what the journal did not have
+        assert n == want[kinds[h]] - len(after_kill.get(h, ())), (h, n, after_kill.get(h))
+    # only answers that were in flight when the process died may be asked again: at most `concurrency`
+    asked_again = [e for e in srv.stats.log[:seen] if e["hash"] in asked]
+    assert len(asked_again) <= 2, asked_again
+    assert_complete(proj, cots=3, evals=2)
+    final = journaled(proj)
+    assert all(final[h] >= after_kill[h] for h in after_kill)  # nothing journaled before the kill was lost
+    assert sum(len(v) for v in final.values()) == total
+    u = metrics(proj)["usage"]
+    assert u["cached_samples"] == n_after_kill and u["samples"] == total
+
+
+# --------------------------------------------------------------------------- failures
+@pytest.mark.parametrize("fault", ["500", "timeout"])
+def test_persistent_failures_end_with_a_one_line_summary_and_keep_successes(proj, srv, fault):
+    if fault == "500":
+        srv.config.status_after = 4  # the first 4 requests succeed, then every answer is a 500
+        write_params(proj, max_retries=1)
+    else:
+        srv.config.slow_first, srv.config.slow_s = 1000, 2.0  # every answer comes after the timeout
+        write_params(proj, max_retries=0, timeout_s=0.3)
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 2, r.stderr
+    line = error_line(r)
+    m = re.search(r"teacher requests failed: (\d+) succeeded, (\d+) failed", line)
+    assert m, line
+    ok, failed = int(m.group(1)), int(m.group(2))
+    assert failed >= 1 and "rerun to send only the missing ones" in line
+    assert not (proj / "data/teacher/svamp/train.jsonl").exists()  # no partial outputs
+    if fault == "500":
+        assert ok == srv.stats.ok >= 4 and "HTTP 500" in line
+        assert srv.stats.errors[500] == failed * 2  # each failed request was retried once by the client
+        assert journal_rows(proj, "SELECT COUNT(*) FROM requests") == [(ok,)]
+        # the endpoint recovers: the rerun sends only what the journal lacks
+        kept = journaled(proj)
+        srv.reset(latency=0.02)
+        r2 = cli(proj, srv, "teach", "--dataset", "svamp")
+        assert r2.returncode == 0, r2.stderr
+        assert not {e["hash"] for e in srv.stats.log} & set(kept)
+        assert_complete(proj)
+    else:
+        assert ok == 0 and "timeout" in line and "consecutive failures" in line
+
+
+def test_unparseable_outputs_are_quarantined_without_shifting_rows(proj, srv):
+    srv.config.garbage_every = 4
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    quarantine = [json.loads(x) for x in (proj / "data/teacher/svamp/quarantine.jsonl").read_text().splitlines()]
+    assert srv.stats.garbage > 0 and len(quarantine) == srv.stats.garbage
+    u = metrics(proj)["usage"]
+    assert u["quarantined"]["cot"] + u["quarantined"]["self_eval"] == len(quarantine)
+    by_id = {rec["id"]: rec for split in ("train", "test") for rec in records(proj, split)}
+    for q in quarantine:
+        cot = by_id[q["id"]]["cots"][q["cot_index"]]
+        if q["kind"] == "cot":
+            assert cot["status"] == "no_answer" and cot["text"] == q["text"] and q["reason"]
+        else:
+            assert cot["evaluations"][q["eval_index"]]["status"] == "no_verdict"
+    bad_train_cots = sum(q["kind"] == "cot" and q["split"] == "train" for q in quarantine)
+    assert u["skipped_self_evals"] == bad_train_cots
+    assert_complete(proj)  # every question keeps its k CoTs, in order
+    parsed = sum(c["status"] == "ok" for split in ("train", "test") for rec in records(proj, split) for c in rec["cots"])
+    assert parsed == (TRAIN_Q + TEST_Q) * 2 - u["quarantined"]["cot"]
+
+
+def test_429s_are_retried_by_the_client(proj, srv):
+    srv.config.status_first, srv.config.status = 3, 429
+    write_params(proj, concurrency=1, max_retries=3)
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    assert srv.stats.errors == {429: 3}
+    u = metrics(proj)["usage"]
+    assert u["rate_limited"] == 3 and u["http_attempts"] == u["requests"] + 3
+    assert_complete(proj)
+
+
+def test_the_api_key_is_never_written_anywhere(proj, srv):
+    key = f"sk-sentinel-{uuid.uuid4().hex}"
+    r1 = cli(proj, srv, "teach", "--dataset", "svamp", key=key)
+    assert r1.returncode == 0, r1.stderr
+    srv.reset(status_first=1000, status=401, echo_auth=True)  # a server that quotes the key in its errors
+    shutil.rmtree(proj / "data" / "teacher")
+    journal = journal_file(proj)
+    for p in journal.parent.glob(journal.name + "*"):
+        p.unlink()
+    r2 = cli(proj, srv, "teach", "--dataset", "svamp", key=key)
+    assert r2.returncode == 2 and "HTTP 401" in error_line(r2)
+    assert any(key in a for a in srv.stats.auth)  # the key was really sent...
+    r3 = cli(proj, srv, "estimate", "--dataset", "svamp", key=key)
+    assert r3.returncode == 0, r3.stderr
+    secret = key.encode()
+    tail = key.rsplit("-", 1)[1][-12:].encode()
+    for out in (r1.stdout, r1.stderr, r2.stdout, r2.stderr, r3.stdout, r3.stderr):  # ...and never shown
+        assert key not in out and tail.decode() not in out
+    files = [p for p in proj.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("teacher_journal.sqlite") for p in files)
+    for p in files:
+        data = p.read_bytes()
+        assert secret not in data and tail not in data, p
+
+
+# --------------------------------------------------------------------------- cost
+def test_estimate_sends_nothing_and_counts_the_cache(proj, srv):
+    r = cli(proj, srv, "estimate", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    assert srv.stats.requests == 0
+    out = r.stdout
+    assert re.search(rf"CoTs: +to send {TRAIN_Q + TEST_Q} requests for {(TRAIN_Q + TEST_Q) * 2} samples", out), out
+    assert re.search(rf"self-evaluations: +to send {TRAIN_Q * 2} requests for {TRAIN_Q * 2 * 2} samples", out), out
+    assert re.search(r"prompt tokens: +~[\d,]+ \((chars/4|tiktoken)\)", out), out
+    cost_max = float(re.search(r"cost: +<= \$([\d.]+)", out).group(1))
+    assert cost_max > 0
+    assert not journal_file(proj).exists()  # estimating creates nothing
+
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    u = metrics(proj)["usage"]
+    assert u["cost_usd"] <= cost_max  # the estimate is an upper bound
+    sent = srv.stats.requests
+    r = cli(proj, srv, "estimate", "--dataset", "svamp")
+    assert r.returncode == 0, r.stderr
+    assert srv.stats.requests == sent
+    assert re.search(r"requests: +0\b", r.stdout), r.stdout
+    m = re.search(r"already cached: +(\d+) samples from (\d+) requests \(\$([\d.]+) spent\)", r.stdout)
+    assert m and int(m.group(1)) == u["samples"] and int(m.group(2)) == sent
+    assert abs(float(m.group(3)) - u["total_cost_usd"]) < 1e-4
+
+
+def test_budget_cap_stops_cleanly_and_a_rerun_finishes(proj, srv):
+    # $1000 per 1M tokens: a CoT request (~600 prompt tokens + 2 x 64 max) reserves about $0.73
+    write_params(proj, price_per_1m_input=1000, price_per_1m_output=1000, budget_usd=3.0)
+    r = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r.returncode == 2, r.stderr
+    line = error_line(r)
+    assert "budget_usd $3 reached" in line and "raise budget_usd or rerun" in line
+    (n, spent), = journal_rows(proj, "SELECT COUNT(*), SUM(cost_usd) FROM requests")
+    assert n >= 1 and spent <= 3.0  # stopped before the cap, not after
+    assert srv.stats.requests == srv.stats.ok == n  # nothing was sent and lost
+    kept = journaled(proj)
+    write_params(proj, price_per_1m_input=1000, price_per_1m_output=1000)
+    r2 = cli(proj, srv, "teach", "--dataset", "svamp")
+    assert r2.returncode == 0, r2.stderr
+    assert not {e["hash"] for e in srv.stats.log[n:]} & set(kept)
+    assert_complete(proj)
+
+
+def test_missing_key_is_a_one_line_error(proj, srv):
+    r = cli(proj, srv, "teach", "--dataset", "svamp", key="")
+    assert r.returncode == 2
+    assert "OPENAI_API_KEY is not set" in error_line(r)
+    assert srv.stats.requests == 0
+
+
+# --------------------------------------------------------------------------- rate limiter (no server)
+def test_rate_limiter_spaces_requests_and_tokens():
+    now = [100.0]
+    rl = RateLimiter(requests_per_minute=600, clock=lambda: now[0])
+    assert [round(rl.reserve(10), 6) for _ in range(4)] == [0, 0.1, 0.2, 0.3]
+    rl = RateLimiter(tokens_per_minute=6000, clock=lambda: now[0])
+    assert [round(rl.reserve(500), 6) for _ in range(3)] == [0, 5.0, 10.0]  # 100 tokens/s
+    now[0] += 20  # idle time is not banked as a burst
+    assert rl.reserve(500) == 0 and rl.reserve(500) == 5.0
+    assert not RateLimiter().active

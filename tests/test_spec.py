@@ -1,0 +1,221 @@
+"""params.yaml, the profiles and the generated JSON Schemas: validation, sync, error messages."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+from ruamel.yaml import YAML
+
+from pipeline.errors import PipelineError
+from pipeline.records import all_schemas
+from pipeline.schemas_io import render
+from pipeline.spec import Params, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
+
+
+def _rt_load(text: str):
+    return YAML(typ="rt").load(text)
+
+
+def _rt_dump(doc) -> str:
+    buf = io.StringIO()
+    YAML(typ="rt").dump(doc, buf)
+    return buf.getvalue()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "params.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def _line_no(text: str, pattern: str, after: int = 0) -> int:
+    """1-based number of the first line matching ``pattern`` after line ``after``."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if i > after and re.match(pattern, line):
+            return i
+    raise AssertionError(f"no line matches {pattern!r}")
+
+
+@pytest.fixture
+def base_text() -> str:
+    return (ROOT / "params.yaml").read_text(encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- valid files
+def test_params_yaml_validates():
+    p = load_params(ROOT / "params.yaml")
+    assert isinstance(p, Params)
+    assert set(p.experiment.datasets) <= set(p.datasets)
+
+
+def test_profiles_exist():
+    assert {p.stem for p in PROFILES} >= {"paper", "offline"}
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
+def test_profile_validates(path):
+    p = load_params(path)
+    assert p.profile == path.stem
+
+
+def test_offline_profile_is_offline():
+    p = load_params(ROOT / "profiles" / "offline.yaml")
+    for name, ds in p.datasets.items():
+        assert ds.source.kind == "local", name
+        assert ds.teacher.backend == "replay", name
+
+
+def test_paper_profile_matches_paper_settings():
+    p = load_params(ROOT / "profiles" / "paper.yaml")
+    assert p.train.lr == 5e-5 and p.train.batch_size == 16 and p.train.alpha == 0.5
+    assert p.methods["cot5_se"].cots == 5 and p.methods["cot5_se"].self_eval == 5
+    assert "cot5_se" in p.experiment.se_methods
+
+
+# --------------------------------------------------------------------------- schemas in sync
+@pytest.mark.parametrize("name", sorted(all_schemas()))
+def test_schema_file_in_sync(name):
+    path = ROOT / "schemas" / f"{name}.schema.json"
+    assert path.exists(), f"{path} missing: run `python -m pipeline schemas`"
+    assert path.read_text(encoding="utf-8") == render(all_schemas()[name]), (
+        f"{path} is stale: run `python -m pipeline schemas`")
+
+
+def test_no_orphan_schema_files():
+    names = {p.name[: -len(".schema.json")] for p in (ROOT / "schemas").glob("*.schema.json")}
+    assert names == set(all_schemas())
+
+
+@pytest.mark.parametrize("path", [ROOT / "params.yaml", *PROFILES], ids=lambda p: p.name)
+def test_params_match_json_schema(path):
+    schema = json.loads((ROOT / "schemas" / "params.schema.json").read_text(encoding="utf-8"))
+    data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    cls(schema).validate(data)
+
+
+def test_json_schema_rejects_unknown_key(base_text):
+    schema = json.loads((ROOT / "schemas" / "params.schema.json").read_text(encoding="utf-8"))
+    data = YAML(typ="safe").load(base_text)
+    data["train"]["lrr"] = 1
+    cls = jsonschema.validators.validator_for(schema)
+    with pytest.raises(jsonschema.ValidationError):
+        cls(schema).validate(data)
+
+
+# --------------------------------------------------------------------------- error messages
+def test_unknown_key_names_key_and_line(tmp_path, base_text):
+    train_line = _line_no(base_text, r"^train:\s*$")
+    lr_line = _line_no(base_text, r"^  lr:", after=train_line)
+    lines = base_text.splitlines(keepends=True)
+    lines.insert(lr_line, "  lrr: 1\n")  # becomes line lr_line + 1
+    path = _write(tmp_path, "".join(lines))
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    msg = str(ei.value)
+    assert "train.lrr" in msg
+    assert "unknown key" in msg
+    assert f"params.yaml:{lr_line + 1}:" in msg
+    assert str(path) in msg
+
+
+def test_nonpositive_lr(tmp_path, base_text):
+    train_line = _line_no(base_text, r"^train:\s*$")
+    lr_line = _line_no(base_text, r"^  lr:", after=train_line)
+    lines = base_text.splitlines(keepends=True)
+    lines[lr_line - 1] = "  lr: 0\n"
+    path = _write(tmp_path, "".join(lines))
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    msg = str(ei.value)
+    assert "train.lr: must be > 0" in msg
+    assert f"params.yaml:{lr_line}:" in msg
+
+
+def test_unknown_dataset_in_experiment(tmp_path, base_text):
+    doc = _rt_load(base_text)
+    doc["experiment"]["datasets"].append("no_such_dataset")
+    path = _write(tmp_path, _rt_dump(doc))
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    msg = str(ei.value)
+    assert "no_such_dataset" in msg
+    assert "experiment.datasets" in msg
+
+
+def test_two_stage_method_listed_in_methods(tmp_path, base_text):
+    doc = _rt_load(base_text)
+    doc["methods"]["my_se"] = {"labels": "teacher", "cots": 1, "self_eval": 5, "epochs": 2, "se_epochs": 1}
+    doc["experiment"]["methods"].append("my_se")
+    path = _write(tmp_path, _rt_dump(doc))
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    msg = str(ei.value)
+    assert "my_se" in msg
+    assert "se_methods" in msg
+
+
+def test_one_stage_method_listed_in_se_methods(tmp_path, base_text):
+    doc = _rt_load(base_text)
+    one_stage = next(k for k, m in doc["methods"].items() if not m.get("self_eval"))
+    doc["experiment"]["se_methods"].append(one_stage)
+    path = _write(tmp_path, _rt_dump(doc))
+    with pytest.raises(PipelineError, match=rf"{one_stage}.*experiment\.methods"):
+        load_params(path)
+
+
+def test_unknown_method_in_experiment(tmp_path, base_text):
+    doc = _rt_load(base_text)
+    doc["experiment"]["methods"].append("nope_method")
+    path = _write(tmp_path, _rt_dump(doc))
+    with pytest.raises(PipelineError, match="nope_method"):
+        load_params(path)
+
+
+def test_bad_yaml_names_line(tmp_path, base_text):
+    path = _write(tmp_path, base_text + "oops: [unclosed\nmore: 1\n")
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    assert "not valid YAML" in str(ei.value)
+    assert re.search(r"params\.yaml:\d+:", str(ei.value))
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(PipelineError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_error_message_is_one_line(tmp_path, base_text):
+    doc = _rt_load(base_text)
+    doc["train"]["lr"] = -1
+    doc["train"]["batch_size"] = 0
+    path = _write(tmp_path, _rt_dump(doc))
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    msg = str(ei.value)
+    assert "\n" not in msg
+    assert "train.lr" in msg and "train.batch_size" in msg
+
+
+# --------------------------------------------------------------------------- YAML 1.2 (as DVC reads it)
+def test_yaml12_exponent_is_a_float(tmp_path, base_text):
+    # YAML 1.1 (PyYAML) reads `1e-5` as a string; DVC (ruamel, YAML 1.2) reads a float.
+    from pipeline.spec import _yaml
+
+    assert isinstance(_yaml().load("lr: 1e-5\n")["lr"], float)
+    assert isinstance(YAML(typ="safe").load("lr: 1e-5\n")["lr"], float)
+    train_line = _line_no(base_text, r"^train:\s*$")
+    lr_line = _line_no(base_text, r"^  lr:", after=train_line)
+    lines = base_text.splitlines(keepends=True)
+    lines[lr_line - 1] = "  lr: 1e-5\n"
+    p = load_params(_write(tmp_path, "".join(lines)))
+    assert isinstance(p.train.lr, float) and p.train.lr == 1e-5
+
