@@ -96,10 +96,11 @@ class PrepareMetrics(Record):
 
 class TeachSplitMetrics(Record):
     questions: int
+    questions_with_cots: int = Field(description="questions the teacher answered at least once")
     cots: int
     parsed: int
     parse_rate: Optional[float]
-    accuracy: Optional[float] = Field(description="fraction of questions whose FIRST CoT is correct (unparseable = wrong)")
+    accuracy: Optional[float] = Field(description="fraction of the questions with CoTs whose FIRST CoT is correct (unparseable = wrong)")
     correct: int
     cot_accuracy: Optional[float] = Field(description="fraction of all CoTs that are correct")
     evaluations: int = 0
@@ -145,6 +146,7 @@ class AssembleMetrics(Record):
     stage2_rows: int
     stage1_rows: int
     valid_rows: int
+    stage1_valid_rows: int = 0
     excluded_unparseable: int
     excluded_unparseable_evaluations: int
     questions_without_cots: int

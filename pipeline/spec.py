@@ -151,8 +151,9 @@ class ExperimentSpec(Strict):
     two-stage methods (``self_eval`` > 0) in ``se_methods``: they run through different DVC stages
     (stage 2 depends on stage 1's checkpoint)."""
 
-    datasets: list[str] = Field(min_length=1, description="datasets that are trained and evaluated")
+    datasets: list[str] = Field(min_length=1, description="datasets the one-stage methods are trained and evaluated on")
     methods: list[str] = Field(default_factory=list, description="one-stage methods (self_eval: 0)")
+    se_datasets: list[str] = Field(default_factory=list, description="datasets the two-stage methods run on (their teacher must give self-evaluations)")
     se_methods: list[str] = Field(default_factory=list, description="two-stage methods (self_eval > 0)")
 
     @property
@@ -186,7 +187,7 @@ class TrainSpec(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA, fp32 on CPU")
     forward: Literal["auto", "joint", "separate"] = Field(
         "auto", description="predict:/explain: halves in one forward pass (joint) or two (separate); "
-        "auto = joint on CUDA, separate on CPU. The loss is the same: each half's own token mean")
+        "auto = separate (faster in our measurements, see benchmarks/README.md). The loss is the same: each half's own token mean")
     log_every: int = Field(10, ge=1, description="optimiser steps between loss records")
     select_every: float = Field(1.0, ge=0, description="epochs between validation evaluations for checkpoint selection (0: only at the end)")
     paper_protocol: bool = Field(True, description="also score the test split at every selection point and report the best (the official code's selection), labelled as such")
@@ -197,6 +198,7 @@ class TrainSpec(Strict):
 
 class EvaluateSpec(Strict):
     split: Split = "test"
+    limit: Optional[int] = Field(None, ge=1, description="score the student on the first N examples of the split only (tiny runs; the teacher stage still sees all)")
     batch_size: int = Field(64, ge=1)
     max_new_tokens: int = Field(64, ge=1, description="for the predict: output (the answer)")
     keep_rationales: bool = Field(True, description="also generate the student's explain: output for every test question")
@@ -215,9 +217,10 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> "Params":
-        for ds in self.experiment.datasets:
-            if ds not in self.datasets:
-                raise ValueError(f"experiment.datasets: '{ds}' is not a key of datasets")
+        for key in ("datasets", "se_datasets"):
+            for ds in getattr(self.experiment, key):
+                if ds not in self.datasets:
+                    raise ValueError(f"experiment.{key}: '{ds}' is not a key of datasets")
         if not self.experiment.all_methods:
             raise ValueError("experiment: list at least one method in methods or se_methods")
         for key, two_stage in (("methods", False), ("se_methods", True)):

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_openai import FakeOpenAI, answer_for  # noqa: E402
 
 from pipeline.tasks import get_task  # noqa: E402
+from pipeline.teacher.openai_backend import parse_completion, scrub  # noqa: E402
 from pipeline.teacher.prompts import example_values, load_template  # noqa: E402
 from pipeline.teacher.ratelimit import RateLimiter  # noqa: E402
 
@@ -187,10 +188,13 @@ def test_teach_generates_complete_records_and_a_rerun_sends_nothing(proj, srv):
     assert metrics(proj)["usage"]["cached_samples"] == n_samples and metrics(proj)["usage"]["requests"] == 0
 
 
-@pytest.mark.parametrize("n_mode", ["ignore", "reject"])
+@pytest.mark.parametrize("n_mode", ["ignore", "reject", "never"])
 def test_endpoint_without_n_falls_back_to_one_request_per_sample(proj, srv, n_mode):
-    srv.config.n_mode = n_mode
-    write_params(proj, cots=3, self_evals=0)
+    if n_mode == "never":  # n works, but params say not to use it
+        write_params(proj, cots=3, self_evals=0, use_n="never")
+    else:
+        srv.config.n_mode = n_mode
+        write_params(proj, cots=3, self_evals=0)
     r = cli(proj, srv, "teach", "--dataset", "svamp")
     assert r.returncode == 0, r.stderr
     assert_complete(proj, cots=3, evals=0)
@@ -199,7 +203,13 @@ def test_endpoint_without_n_falls_back_to_one_request_per_sample(proj, srv, n_mo
     asked_n = [e for e in srv.stats.log if e["n"] > 1]
     assert len(asked_n) <= 2 if n_mode == "ignore" else not asked_n  # the first tries only
     assert metrics(proj)["usage"]["n_per_request"] is False
-    assert journal_rows(proj, "SELECT n_supported FROM capabilities") == [(0,)]
+    remembered = journal_rows(proj, "SELECT n_supported FROM capabilities")
+    assert remembered == ([] if n_mode == "never" else [(0,)])
+    if n_mode == "ignore":  # remembered: a later run does not try n again
+        write_params(proj, cots=4, self_evals=0)
+        seen = len(srv.stats.log)
+        assert cli(proj, srv, "teach", "--dataset", "svamp").returncode == 0
+        assert [e["n"] for e in srv.stats.log[seen:]] == [1] * (TRAIN_Q + TEST_Q)
 
 
 # --------------------------------------------------------------------------- durability
@@ -399,3 +409,28 @@ def test_rate_limiter_spaces_requests_and_tokens():
     now[0] += 20  # idle time is not banked as a burst
     assert rl.reserve(500) == 0 and rl.reserve(500) == 5.0
     assert not RateLimiter().active
+
+
+# --------------------------------------------------------------------------- answer parsing and scrubbing (no server)
+def test_parse_completion_orders_choices_and_reads_usage():
+    body = {"id": "x1", "choices": [
+        {"index": 1, "message": {"content": "second"}, "finish_reason": "length"},
+        {"index": 0, "message": {"content": "first"}, "finish_reason": "stop"},
+        {"index": 2, "message": {"content": None, "refusal": "no"}, "finish_reason": "content_filter"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 7}}
+    texts, usage, rid = parse_completion(json.dumps(body).encode(), 3)
+    assert texts == [("first", "stop"), ("second", "length"), ("", "content_filter")]
+    assert usage == (10, 7) and rid == "x1"
+    assert parse_completion(json.dumps({"choices": []}).encode(), 2) == ([], None, None)
+    assert parse_completion(json.dumps(body).encode(), 1)[0] == [("first", "stop")]
+    for bad in (b"<html>oops</html>", b"{}", b"[1]"):
+        with pytest.raises(ValueError):
+            parse_completion(bad, 1)
+
+
+def test_scrub_removes_keys_and_url_credentials(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "plain-key-without-prefix-123")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://bob:hunter2secret@proxy.example/v1")
+    out = scrub("bad key plain-key-without-prefix-123, sk-proj-AbC_12 and Bearer xyz\n at hunter2secret")
+    assert "plain-key" not in out and "sk-proj" not in out and "xyz" not in out and "hunter2" not in out
+    assert "\n" not in out

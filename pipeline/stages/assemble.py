@@ -8,6 +8,8 @@
   input = the CoT (or question + CoT), label = the teacher's verdict, rationale = the evaluation
   text without the verdict line.
 - ``valid.jsonl``: validation questions with gold labels, for checkpoint selection.
+- ``stage1_valid.jsonl``: self-evaluation rows of validation questions, where the teacher evaluated
+  them: held out to measure the stage-1 student's agreement with the teacher's verdicts.
 
 Policy: a teacher output without a parseable answer (or an evaluation without a verdict) is
 excluded and counted, never trained on with a blank target and never shifted onto another row.
@@ -26,7 +28,24 @@ def se_input(mode: str, question_input: str, cot_text: str) -> str:
     return cot_text.strip()
 
 
-def build(params: Params, dataset: str, method: str, teacher_train: list[dict], examples: dict) -> tuple[dict, dict]:
+def se_rows(params: Params, rec: dict, inp: str, m) -> tuple[list[dict], int]:
+    """Stage-1 rows of one question: its first k CoTs that carry self-evaluations x their first m
+    evaluations; evaluations without a verdict are dropped and counted."""
+    rows, dropped = [], 0
+    evaluated = [(j, c) for j, c in enumerate(rec["cots"]) if c["evaluations"]][: m.cots]
+    for j, c in evaluated:
+        for e_i, e in enumerate(c["evaluations"][: m.self_eval]):
+            if e["status"] != "ok" or not (e["explanation"] or "").strip():
+                dropped += 1
+                continue
+            rows.append(dict(id=rec["id"], cot_index=j, eval_index=e_i,
+                             input=se_input(params.assemble.se_input, inp, c["text"]),
+                             label=e["verdict"], rationale=e["explanation"]))
+    return rows, dropped
+
+
+def build(params: Params, dataset: str, method: str, teacher_train: list[dict], examples: dict,
+          teacher_valid: list[dict] | None = None) -> tuple[dict, dict]:
     spec, m = dataset_spec(params, dataset), method_spec(params, method)
     task = get_task(spec.task)
     ex_by_id = {ex["id"]: ex for ex in examples["train"]}
@@ -58,30 +77,33 @@ def build(params: Params, dataset: str, method: str, teacher_train: list[dict], 
             label = c["answer"] if m.labels == "teacher" else ex["label"]
             stage2.append(dict(id=ex["id"], cot_index=j, input=inp, label=label, rationale=c["rationale"]))
         if m.self_eval:
-            evaluated = [(j, c) for j, c in enumerate(rec["cots"]) if c["evaluations"]][: m.cots]
-            for j, c in evaluated:
-                for e_i, e in enumerate(c["evaluations"][: m.self_eval]):
-                    if e["status"] != "ok" or not (e["explanation"] or "").strip():
-                        excluded_evals += 1
-                        continue
-                    stage1.append(dict(id=ex["id"], cot_index=j, eval_index=e_i,
-                                       input=se_input(params.assemble.se_input, inp, c["text"]),
-                                       label=e["verdict"], rationale=e["explanation"]))
+            rows, dropped = se_rows(params, rec, inp, m)
+            stage1 += rows
+            excluded_evals += dropped
     valid = [dict(id=ex["id"], cot_index=None, input=task.model_input(ex), label=ex["label"], rationale=None)
              for ex in examples["valid"]]
+    # held-out self-evaluations (validation questions the teacher also evaluated): stage-1 agreement
+    stage1_valid = []
+    if m.self_eval:
+        valid_by_id = {ex["id"]: ex for ex in examples["valid"]}
+        for rec in teacher_valid or []:
+            if rec["id"] in valid_by_id:
+                stage1_valid += se_rows(params, rec, task.model_input(valid_by_id[rec["id"]]), m)[0]
     counts = {
         "dataset": dataset, "method": method, "questions": len(teacher_train),
         "stage2_rows": len(stage2), "stage1_rows": len(stage1), "valid_rows": len(valid),
         "excluded_unparseable": excluded, "excluded_unparseable_evaluations": excluded_evals,
         "questions_without_cots": no_cots,
     }
-    return {"stage1": stage1, "stage2": stage2, "valid": valid}, counts
+    counts["stage1_valid_rows"] = len(stage1_valid)
+    return {"stage1": stage1, "stage1_valid": stage1_valid, "stage2": stage2, "valid": valid}, counts
 
 
 def run(params: Params, dataset: str, method: str) -> dict:
     examples = read_prepared(dataset, ("train", "valid"))
     teacher_train = read_jsonl(TEACHER / dataset / "train.jsonl", "teacher")
-    rows, counts = build(params, dataset, method, teacher_train, examples)
+    teacher_valid = read_jsonl(TEACHER / dataset / "valid.jsonl", "teacher")
+    rows, counts = build(params, dataset, method, teacher_train, examples, teacher_valid)
     out = ASSEMBLED / dataset / method
     for name, rs in rows.items():
         write_jsonl(out / f"{name}.jsonl", rs, "train_row")

@@ -23,7 +23,7 @@ def run(params: Params, dataset: str, method: str) -> dict:
     device = pick_device(params.train.device)
     tok = AutoTokenizer.from_pretrained(str(final))
     model = T5ForConditionalGeneration.from_pretrained(str(final)).to(device)
-    examples = read_prepared(dataset, (ev.split,))[ev.split]
+    examples = read_prepared(dataset, (ev.split,))[ev.split][: ev.limit]
     inputs = [task.model_input(e) for e in examples]
     import torch
     from contextlib import nullcontext
@@ -49,13 +49,18 @@ def run(params: Params, dataset: str, method: str) -> dict:
         "selected_step": sel["step"] if sel else None, "valid_accuracy": sel["valid_accuracy"] if sel else None,
         "paper_protocol_accuracy": paper["test_accuracy"] if paper else None,
         "paper_protocol_step": paper["step"] if paper else None,
-        "stage1_verdict_agreement": None,
+        "stage1_verdict_agreement": _stage1_agreement(dataset, method),
     }
     metrics_path = METRICS / "evaluate" / dataset / f"{method}.json"
     write_json(metrics_path, metrics, "eval_metrics")
     metrics["mlflow_run_id"] = _track(params, dataset, method, metrics, metrics_path)
     write_json(metrics_path, metrics, "eval_metrics")
     return metrics
+
+
+def _stage1_agreement(dataset: str, method: str):
+    p = MODELS / dataset / method / "stage1" / "training_log.json"
+    return json.loads(p.read_text()).get("verdict_agreement") if p.exists() else None
 
 
 def _track(params: Params, dataset: str, method: str, metrics: dict, metrics_path) -> str:
@@ -78,7 +83,8 @@ def _track(params: Params, dataset: str, method: str, metrics: dict, metrics_pat
     run_params = {"seed": p["seed"], "profile": p["profile"], "dataset": {dataset: p["datasets"][dataset]},
                   "method": {method: p["methods"][method]}, "assemble": p["assemble"], "train": p["train"],
                   "evaluate": p["evaluate"]}
-    final = {k: metrics[k] for k in ("accuracy", "valid_accuracy", "paper_protocol_accuracy") if metrics.get(k) is not None}
+    final = {k: metrics[k] for k in ("accuracy", "valid_accuracy", "paper_protocol_accuracy", "stage1_verdict_agreement")
+             if metrics.get(k) is not None}
     final["test_correct"], final["test_total"] = metrics["correct"], metrics["total"]
     return log_run(dataset=dataset, method=method, seed=params.seed, params=run_params, step_metrics=steps,
                    metrics=final, artifacts=[metrics_path],

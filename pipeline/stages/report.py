@@ -27,17 +27,19 @@ def run(params: Params) -> list[Path]:
         if p.exists():
             teach[ds] = read_json(p, "teach_metrics")
     results = {}
-    for ds in params.experiment.datasets:
+    for ds in datasets:
         for m in methods:
             p = METRICS / "evaluate" / ds / f"{m}.json"
             if p.exists():
                 results[ds, m] = read_json(p, "eval_metrics")
 
     def teacher_acc(ds):
+        """The teacher's accuracy on the first split it answered in full: test, else valid, else train."""
         s = teach.get(ds, {}).get("splits", {})
-        for split in ("test", "valid"):
-            if s.get(split) and s[split]["accuracy"] is not None and s[split]["cots"]:
-                return s[split]["accuracy"], split
+        for split in ("test", "valid", "train"):
+            m = s.get(split)
+            if m and m["accuracy"] is not None and m["questions_with_cots"] == m["questions"]:
+                return m["accuracy"], split
         return None, None
 
     rows = []
@@ -81,7 +83,7 @@ def run(params: Params) -> list[Path]:
                       + " | ".join(_pct(r[f"{ds}_{key}"]) for ds in datasets) + " |")
         md.append("")
     md += ["Teacher row: accuracy of the teacher's first CoT per question, parsed like the reference code "
-           "(unparseable = wrong), on the test split (or the validation split where that is all there is: "
+           "(unparseable = wrong), on the first split the teacher answered in full (test, else valid, else train: "
            + ", ".join(f"{ds}: {teacher_acc(ds)[1] or 'n/a'}" for ds in datasets) + ").", ""]
     if REFERENCE.exists():
         md += ["## Reference numbers (`reports/reference.csv`)", "", _reference_md(REFERENCE), ""]

@@ -62,12 +62,14 @@ def split_metrics(recs: list[dict], unmatched: int = 0) -> dict:
             if e["verdict"] in ("correct", "wrong") and c["correct"] is not None:
                 judged += 1
                 agree += (e["verdict"] == "correct") == c["correct"]
+    with_cots = sum(bool(r["cots"]) for r in recs)
     return {
         "questions": len(recs),
+        "questions_with_cots": with_cots,
         "cots": len(cots),
         "parsed": parsed,
         "parse_rate": round(parsed / len(cots), 6) if cots else None,
-        "accuracy": round(first_correct / len(recs), 6) if recs else None,
+        "accuracy": round(first_correct / with_cots, 6) if with_cots else None,
         "correct": first_correct,
         "cot_accuracy": round(sum(c["correct"] is True for c in cots) / len(cots), 6) if cots else None,
         "evaluations": n_evals,

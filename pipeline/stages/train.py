@@ -25,10 +25,12 @@ from .common import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_
 
 def _loop_config(params: Params, epochs: float, device: str) -> LoopConfig:
     t = params.train
-    forward = t.forward if t.forward != "auto" else ("joint" if device == "cuda" else "separate")
+    # auto = separate: measured faster than joint on CPU (benchmarks/README.md); joint pads the short
+    # label half to the rationale length. Not yet measured on a GPU.
+    forward = "separate" if t.forward == "auto" else t.forward
     return LoopConfig(lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum, alpha=t.alpha, epochs=epochs,
                       max_steps=t.max_steps, weight_decay=t.weight_decay, seed=params.seed, device=device,
-                      bf16=device == "cuda" and t.precision in ("auto", "bf16"), forward=forward,
+                      bf16=device.startswith("cuda") and t.precision in ("auto", "bf16"), forward=forward,
                       log_every=t.log_every, save_every_steps=t.save_every_steps)
 
 
@@ -52,7 +54,8 @@ def run_stage1(params: Params, dataset: str, method: str) -> None:
     if not m.self_eval:
         raise PipelineError(f"method {method!r} has no self-evaluation stage (self_eval: 0): nothing to pretrain")
     rows = read_jsonl(ASSEMBLED / dataset / method / "stage1.jsonl", "train_row")
-    _train_and_save(params, dataset, method, "stage1", rows, m.se_epochs, None, None, out)
+    held_out = read_jsonl(ASSEMBLED / dataset / method / "stage1_valid.jsonl", "train_row")
+    _train_and_save(params, dataset, method, "stage1", rows, m.se_epochs, None, None, out, held_out)
 
 
 def run_stage2(params: Params, dataset: str, method: str) -> None:
@@ -65,7 +68,8 @@ def run_stage2(params: Params, dataset: str, method: str) -> None:
     _train_and_save(params, dataset, method, "stage2", rows, m.epochs, valid, init_dir, MODELS / dataset / method / "final")
 
 
-def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_dir, out: Path) -> None:
+def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_dir, out: Path,
+                    verdict_rows: list[dict] | None = None) -> None:
     t = params.train
     spec = dataset_spec(params, dataset)
     task = get_task(spec.task)
@@ -88,7 +92,8 @@ def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_di
         v = scorer([r["input"] for r in valid], [r["label"] for r in valid]) if valid else None
         test_fn = None
         if t.paper_protocol:
-            test = read_prepared(dataset, ("test",))["test"]
+            ev = params.evaluate
+            test = read_prepared(dataset, (ev.split,))[ev.split][: ev.limit]
             if test:
                 test_fn = scorer([task.model_input(e) for e in test], [e["label"] for e in test])
         cfg.eval_every = t.select_every
@@ -96,10 +101,20 @@ def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_di
     else:
         cfg.eval_every = 0
 
+    from ..student.loop import dist_info
+
+    rank = dist_info()[0]
     fp = fingerprint(params.train.model_dump(), params.seed, epochs, rows, str(init_dir), stage)
     resume = _resume_dir(dataset, method, stage)
     model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {dataset}/{method}")
+    agreement = None
+    if verdict_rows:
+        # stage 1: how often the student's verdict matches the teacher's on held-out evaluations
+        preds = generate(model.to(device), tok, [r["input"] for r in verdict_rows], t.select_batch_size,
+                         t.select_max_new_tokens, t.max_input_length, device)
+        agreement = round(sum(p.strip().lower() == r["label"] for p, r in zip(preds, verdict_rows)) / len(verdict_rows), 6)
     log = {
+        "verdict_agreement": agreement, "verdict_rows": len(verdict_rows or []),
         "dataset": dataset, "method": method, "stage": stage, "device": device, "precision": "bf16" if cfg.bf16 else "fp32",
         "forward": cfg.forward, "parameters": n_params(model), "init": str(init_dir) if init_dir else "base",
         "rows": len(rows), "epochs": epochs, "steps": res.steps, "seconds": round(res.seconds, 3),
@@ -107,6 +122,8 @@ def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_di
         "resumed_from_step": res.resumed_from_step, "history": res.history, "evals": res.evals,
         "selected": res.best, "paper_protocol_best": res.best_test,
     }
+    if rank != 0:  # under DDP, rank 0 writes the outputs
+        return
     _save(model, tok, out, log)
     summary = {k: v for k, v in log.items() if k not in ("history", "evals")}
     summary["final_loss"] = res.history[-1]["loss"] if res.history else None

@@ -42,17 +42,22 @@ def encode_rows(tok, rows: list[dict], max_input: int, max_target: int) -> Encod
     return Encoded(pred_in, pred_t, expl_in, expl_t)
 
 
-def length_grouped_batches(enc: Encoded, batch_size: int, seed: int, epoch: int, mega: int = 50) -> list[list[int]]:
-    """Shuffle, then sort by length inside mega-chunks of ``mega * batch_size`` rows, then shuffle
-    the batches (the recipe of transformers' LengthGroupedSampler): little padding, still random."""
+def length_grouped_batches(enc: Encoded, batch_size: int, seed: int, epoch: int, mega: int = 50,
+                           strip: int = 8) -> list[list[int]]:
+    """Shuffle, then inside mega-chunks of ``mega * batch_size`` rows sort by input length, and
+    inside strips of ``strip`` batches by target length (inputs and rationales vary independently,
+    so one key alone leaves much padding), then shuffle the batches: little padding, still random."""
     rng = random.Random(seed * 1_000_003 + epoch)
     idx = list(range(len(enc)))
     rng.shuffle(idx)
     chunk = mega * batch_size
+    target_len = lambda i: len(enc.expl_target[i] or enc.pred_target[i])  # noqa: E731
     batches = []
     for s in range(0, len(idx), chunk):
-        part = sorted(idx[s : s + chunk], key=enc.length, reverse=True)
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        part = sorted(idx[s : s + chunk], key=lambda i: len(enc.pred_input[i]), reverse=True)
+        for t in range(0, len(part), strip * batch_size):
+            band = sorted(part[t : t + strip * batch_size], key=target_len, reverse=True)
+            batches += [band[i : i + batch_size] for i in range(0, len(band), batch_size)]
     rng.shuffle(batches)
     return batches
 

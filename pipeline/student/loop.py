@@ -61,10 +61,27 @@ class LoopResult:
     resumed_from_step: int = 0
 
 
+def dist_info() -> tuple[int, int, int]:
+    """(rank, world size, local rank) under ``torchrun`` / ``accelerate launch``; (0, 1, 0) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
 def pick_device(pref: str) -> str:
     if pref == "cuda" or (pref == "auto" and torch.cuda.is_available()):
-        return "cuda"
+        _, world, local = dist_info()
+        return f"cuda:{local}" if world > 1 else "cuda"
     return "cpu"
+
+
+def init_distributed(device: str) -> None:
+    """One process per GPU (DDP), started by ``torchrun`` or ``accelerate launch``."""
+    import torch.distributed as dist
+
+    _, world, local = dist_info()
+    if world > 1 and not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
 
 def seed_everything(seed: int) -> None:
@@ -75,9 +92,33 @@ def seed_everything(seed: int) -> None:
 
 
 def _token_ce(model, input_ids, labels, pad_id):
-    """Per-token cross entropy (summed) and token counts per row."""
+    """Summed token cross entropy and the number of target tokens.
+
+    Unwrapped models run the encoder and decoder, then ``lm_head`` and the loss on the non-pad
+    target positions only (the predict: labels are a few tokens; computing vocabulary logits for
+    every padded position is most of the waste). A DDP-wrapped model goes through its own forward so
+    that gradients are synchronised."""
     attn = (input_ids != pad_id).long()
-    core = getattr(model, "module", model)  # DDP-wrapped or not
+    core = getattr(model, "module", model)
+    dec_in = core._shift_right(labels.masked_fill(labels == -100, pad_id))
+    keep = labels != -100
+    if core is not model:
+        logits = model(input_ids=input_ids, attention_mask=attn, decoder_input_ids=dec_in).logits
+        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        return ce, keep.sum()
+    enc = core.encoder(input_ids=input_ids, attention_mask=attn).last_hidden_state
+    dec = core.decoder(input_ids=dec_in, encoder_hidden_states=enc, encoder_attention_mask=attn).last_hidden_state
+    h = dec[keep]
+    if core.config.tie_word_embeddings:  # T5 rescales before a tied lm_head (t5-v1_1 is untied)
+        h = h * (core.model_dim ** -0.5)
+    logits = core.lm_head(h)
+    return F.cross_entropy(logits.float(), labels[keep], reduction="sum"), keep.sum()
+
+
+def _joint_ce(model, input_ids, labels, pad_id):
+    """Per-token cross entropy of one forward pass over both halves (for ``forward: joint``)."""
+    attn = (input_ids != pad_id).long()
+    core = getattr(model, "module", model)
     dec_in = core._shift_right(labels.masked_fill(labels == -100, pad_id))
     logits = model(input_ids=input_ids, attention_mask=attn, decoder_input_ids=dec_in).logits
     ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
@@ -89,8 +130,8 @@ def multitask_loss(model, batch: dict, alpha: float, pad_id: int, forward: str):
     mean over its own half (like the reference's two passes); label loss alone without rationales."""
     p_in, p_lab = batch["pred_input_ids"], batch["pred_labels"]
     if "expl_input_ids" not in batch:
-        ce = _token_ce(model, p_in, p_lab, pad_id)
-        l_pred = ce.sum() / (p_lab != -100).sum()
+        ce, n = _token_ce(model, p_in, p_lab, pad_id)
+        l_pred = ce / n
         return l_pred, l_pred.detach(), None
     e_in, e_lab = batch["expl_input_ids"], batch["expl_labels"]
     if forward == "joint":
@@ -98,15 +139,14 @@ def multitask_loss(model, batch: dict, alpha: float, pad_id: int, forward: str):
         n_lab = max(p_lab.shape[1], e_lab.shape[1])
         inp = torch.cat([F.pad(p_in, (0, n_in - p_in.shape[1]), value=pad_id), F.pad(e_in, (0, n_in - e_in.shape[1]), value=pad_id)])
         lab = torch.cat([F.pad(p_lab, (0, n_lab - p_lab.shape[1]), value=-100), F.pad(e_lab, (0, n_lab - e_lab.shape[1]), value=-100)])
-        ce = _token_ce(model, inp, lab, pad_id)
         b = p_in.shape[0]
-        l_pred = ce[:b].sum() / (lab[:b] != -100).sum()
-        l_expl = ce[b:].sum() / (lab[b:] != -100).sum()
+        ce_all = _joint_ce(model, inp, lab, pad_id)
+        l_pred = ce_all[:b].sum() / (lab[:b] != -100).sum()
+        l_expl = ce_all[b:].sum() / (lab[b:] != -100).sum()
     else:
-        ce_p = _token_ce(model, p_in, p_lab, pad_id)
-        ce_e = _token_ce(model, e_in, e_lab, pad_id)
-        l_pred = ce_p.sum() / (p_lab != -100).sum()
-        l_expl = ce_e.sum() / (e_lab != -100).sum()
+        ce_p, n_p = _token_ce(model, p_in, p_lab, pad_id)
+        ce_e, n_e = _token_ce(model, e_in, e_lab, pad_id)
+        l_pred, l_expl = ce_p / n_p, ce_e / n_e
     return alpha * l_pred + (1 - alpha) * l_expl, l_pred.detach(), l_expl.detach()
 
 
@@ -120,17 +160,26 @@ def fingerprint(*parts) -> str:
 def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluator | None = None,
           resume_dir: Path | None = None, fp: str = "", desc: str = "train") -> tuple[torch.nn.Module, LoopResult]:
     device = cfg.device
-    if device == "cuda":
+    on_cuda = device.startswith("cuda")
+    if on_cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     seed_everything(cfg.seed)
+    rank, world, local = dist_info()
     model.to(device)
     model.train()
-    n_batches = math.ceil(len(enc) / cfg.batch_size)
+    core = model
+    if world > 1:
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        init_distributed(device)
+        model = DDP(model, device_ids=[local] if on_cuda else None)
+    n_batches = math.ceil(len(enc) / cfg.batch_size) // world
     total_steps = max(1, math.ceil(n_batches * cfg.epochs / cfg.grad_accum))
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
-    opt_kw = {"fused": True} if device == "cuda" else {}
+    opt_kw = {"fused": True} if on_cuda else {}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total_steps))
     res = LoopResult()
@@ -140,7 +189,7 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
     if state_file and state_file.exists():
         st = torch.load(state_file, map_location="cpu", weights_only=False)
         if st.get("fingerprint") == fp:
-            model.load_state_dict(st["model"])
+            core.load_state_dict(st["model"])
             opt.load_state_dict(st["optimizer"])
             sched.load_state_dict(st["scheduler"])
             step, epoch, batch_pos = st["step"], st["epoch"], st["batch_pos"]
@@ -149,15 +198,15 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
             torch.set_rng_state(st["rng"])
             res.resumed_from_step = step
             tqdm.write(f"[{desc}] resumed from step {step} (epoch {epoch}, batch {batch_pos})")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if (device == "cuda" and cfg.bf16) else nullcontext
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if (on_cuda and cfg.bf16) else nullcontext
     eval_every_batches = max(1, round(cfg.eval_every * n_batches)) if cfg.eval_every > 0 else None
 
     def save_state(final: bool = False):
-        if not state_file or final:
+        if not state_file or final or rank != 0:
             return
         state_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = state_file.with_suffix(".tmp")
-        torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        torch.save({"fingerprint": fp, "model": core.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "epoch": epoch, "batch_pos": batch_pos,
                     "history": res.history, "evals": res.evals, "best": res.best, "best_test": res.best_test,
                     "best_state": best_state, "rng": torch.get_rng_state()}, tmp)
@@ -167,26 +216,33 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
         nonlocal best_state
         if evaluator is None or evaluator.valid is None:
             return
-        model.eval()
+        if rank != 0:  # rank 0 evaluates and keeps the best weights; the others wait
+            torch.distributed.barrier()
+            return
+        core.eval()
         with autocast():
-            v = evaluator.valid(model)
-            t = evaluator.test(model) if evaluator.test else None
-        model.train()
+            v = evaluator.valid(core)
+            t = evaluator.test(core) if evaluator.test else None
+        core.train()
         e = {"step": step, "epoch": round(epoch + batch_pos / n_batches, 4), "valid_accuracy": v, "test_accuracy": t}
         res.evals.append(e)
         if res.best is None or v > res.best["valid_accuracy"]:
             res.best = e
-            best_state = {k: t_.detach().to("cpu", copy=True) for k, t_ in model.state_dict().items()}
+            best_state = {k: t_.detach().to("cpu", copy=True) for k, t_ in core.state_dict().items()}
         if t is not None and (res.best_test is None or t > res.best_test["test_accuracy"]):
             res.best_test = e
         tqdm.write(f"[{desc}] step {step}: valid {v:.4f}" + ("" if t is None else f", test {t:.4f}"))
+        if world > 1:
+            torch.distributed.barrier()
 
     t0 = time.perf_counter()
-    bar = tqdm(total=total_steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=1.0)
+    bar = tqdm(total=total_steps, initial=step, desc=desc, dynamic_ncols=True, mininterval=1.0, disable=rank != 0)
     micro = 0
-    acc_loss = acc_p = acc_e = 0.0
+    acc = torch.zeros(3, device=device)  # loss, pred loss, expl loss: read back only when logged
     while step < total_steps:
         batches = length_grouped_batches(enc, cfg.batch_size, cfg.seed, epoch)
+        if world > 1:  # each rank takes its share of the same (seeded) batch order
+            batches = batches[rank::world][:n_batches]
         while batch_pos < len(batches) and step < total_steps:
             idx = batches[batch_pos]
             b = {k: v.to(device, non_blocking=True) for k, v in collate(enc, idx, pad_id).items()}
@@ -194,8 +250,8 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
                 loss, lp, le = multitask_loss(model, b, cfg.alpha, pad_id, cfg.forward)
             (loss / cfg.grad_accum).backward()
             res.examples += len(idx)
-            res.train_tokens += sum(int(v.numel()) for k, v in b.items())
-            acc_loss += float(loss.detach()); acc_p += float(lp); acc_e += float(le) if le is not None else 0.0
+            res.train_tokens += sum(int((v != (-100 if "labels" in k else pad_id)).sum()) for k, v in b.items())
+            acc += torch.stack([loss.detach(), lp, le if le is not None else torch.zeros((), device=device)]).float()
             micro += 1
             batch_pos += 1
             if micro == cfg.grad_accum:
@@ -203,13 +259,13 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
                 step += 1; micro = 0
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == total_steps:
-                    n = cfg.grad_accum
-                    rec = {"step": step, "epoch": round(epoch + batch_pos / n_batches, 4), "loss": acc_loss / n,
-                           "pred_loss": acc_p / n, "expl_loss": (acc_e / n) if le is not None else None,
+                    a = (acc / cfg.grad_accum).tolist()
+                    rec = {"step": step, "epoch": round(epoch + batch_pos / n_batches, 4), "loss": a[0],
+                           "pred_loss": a[1], "expl_loss": a[2] if le is not None else None,
                            "lr": sched.get_last_lr()[0]}
                     res.history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4f}")
-                acc_loss = acc_p = acc_e = 0.0
+                acc.zero_()
                 if cfg.save_every_steps and step % cfg.save_every_steps == 0:
                     save_state()
             if eval_every_batches and batch_pos % eval_every_batches == 0 and micro == 0:
@@ -224,8 +280,8 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
     res.steps = step
     res.seconds = time.perf_counter() - t0
     if best_state is not None:
-        model.load_state_dict(best_state)
-    return model, res
+        core.load_state_dict(best_state)
+    return core, res
 
 
 @torch.no_grad()

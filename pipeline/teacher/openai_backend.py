@@ -21,6 +21,7 @@ the count is reported as ``skipped_self_evals``).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -45,6 +46,7 @@ from .ratelimit import RateLimiter
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_N = 128  # the most samples one chat-completions request may ask for
+RAMP_STEP_S, RAMP_MAX_S = 0.005, 1.0  # workers start 5 ms apart, all within 1 s
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -104,9 +106,14 @@ _SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-*.]{3,}|Bearer\s+\S+)")
 
 def scrub(text: str) -> str:
     """One line, no API key (nor anything that looks like one)."""
-    key = os.environ.get("OPENAI_API_KEY")
-    if key:
-        text = text.replace(key, "***")
+    secrets = [os.environ.get("OPENAI_API_KEY")]
+    try:  # credentials inside OPENAI_BASE_URL (https://user:password@host/v1)
+        u = urlsplit(os.environ.get("OPENAI_BASE_URL") or "")
+        secrets += [u.password, u.username and u.password and f"{u.username}:{u.password}"]
+    except ValueError:
+        pass
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return " ".join(_SECRETS.sub("***", text).split())
 
 
@@ -126,6 +133,32 @@ def describe_error(e: BaseException) -> str:
         out = f"{type(e).__name__}: {e}"
     out = scrub(out)
     return out[:200] + ("..." if len(out) > 200 else "")
+
+
+def parse_completion(content: bytes, n: int) -> tuple[list[tuple[str, Optional[str]]], Optional[tuple[int, int]], Optional[str]]:
+    """A chat-completions answer -> ([(text, finish_reason)] in choice order (at most n),
+    (prompt_tokens, completion_tokens) or None when the endpoint reports no usage, response id).
+    Raises ValueError when it is not a chat completion."""
+    try:
+        data = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"the answer is not JSON ({e})") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list):
+        raise ValueError("the answer has no 'choices' list")
+    items = [(c.get("index") if isinstance(c.get("index"), int) else i, c)
+             for i, c in enumerate(choices) if isinstance(c, dict)]
+    texts = []
+    for _, c in sorted(items, key=lambda ic: ic[0]):
+        msg = c.get("message") if isinstance(c.get("message"), dict) else {}
+        text = msg.get("content")
+        texts.append((text if isinstance(text, str) else "", c.get("finish_reason")))
+    u = data.get("usage")
+    usage = None
+    if isinstance(u, dict) and isinstance(u.get("prompt_tokens"), int):
+        usage = (u["prompt_tokens"], u.get("completion_tokens") if isinstance(u.get("completion_tokens"), int) else 0)
+    rid = data.get("id")
+    return texts[:n], usage, rid if isinstance(rid, str) else None
 
 
 # --------------------------------------------------------------------------- planning
@@ -149,7 +182,16 @@ class Group:
         return sum(1 for i in self.have if i < self.want)
 
 
+def slot_of(ex: dict) -> tuple:
+    """A unique key of an example (ids are text hashes, so duplicated questions share an id)."""
+    return ex["origin"], ex["index"]
+
+
 class Planner:
+    """Prompts and sample slots. Identical prompts share one group, and each occurrence takes its
+    own range of sample indices (a duplicated question, or two identical CoTs of one question, get
+    independent samples, as if asked separately), in the examples' order."""
+
     def __init__(self, task: Task, teacher: OpenAITeacher, endpoint: str):
         self.task, self.teacher, self.endpoint = task, teacher, endpoint
         self.cot_tmpl = load_template(task.name, "cot")
@@ -161,49 +203,50 @@ class Planner:
             p["stop"] = list(tmpl.stop)
         return p
 
-    def group(self, tmpl: Template, values: dict, want: int, groups: dict) -> Group:
+    def slot(self, tmpl: Template, values: dict, want: int, groups: dict) -> tuple[Group, int]:
+        """-> (group of the rendered prompt, first sample index of this occurrence)"""
         messages = tmpl.messages(values)
         ph = prompt_hash(messages)
         params = self.params(tmpl)
         key = group_key(self.endpoint, self.teacher.model, ph, params)
         g = groups.get(key)
         if g is None:
-            g = groups[key] = Group(key, tmpl.kind, messages, ph, params, want,
+            g = groups[key] = Group(key, tmpl.kind, messages, ph, params, 0,
                                     message_tokens(messages, self.teacher.model))
-        else:
-            g.want = max(g.want, want)
-        return g
+        offset = g.want
+        g.want += want
+        return g, offset
 
-    def cot_groups(self, examples: list[dict]) -> tuple[dict[str, Group], dict[str, Group]]:
-        """-> (groups by key, group of each example id)"""
+    def cot_slots(self, examples: list[dict]) -> tuple[dict[str, Group], dict[tuple, tuple[Group, int]]]:
+        """-> (groups by key, (group, offset) of each example of ``teacher.splits``)"""
         groups: dict[str, Group] = {}
-        of: dict[str, Group] = {}
+        of: dict[tuple, tuple[Group, int]] = {}
         for ex in examples:
             if ex["split"] in self.teacher.splits:
-                of[ex["id"]] = self.group(self.cot_tmpl, example_values(self.task, ex), self.teacher.cots, groups)
+                of[slot_of(ex)] = self.slot(self.cot_tmpl, example_values(self.task, ex), self.teacher.cots, groups)
         return groups, of
 
-    def self_eval_groups(self, examples: list[dict], cot_of: dict[str, Group]):
-        """-> (groups by key, group of each (example id, CoT index), CoTs skipped as unparseable).
+    def self_eval_slots(self, examples: list[dict], cot_of: dict):
+        """-> (groups by key, (group, offset) of each (example, CoT index), CoTs skipped as unparseable).
         Only CoTs already answered are planned."""
         groups: dict[str, Group] = {}
-        of: dict[tuple, Group] = {}
+        of: dict[tuple, tuple[Group, int]] = {}
         skipped = 0
         if not self.se_tmpl:
             return groups, of, skipped
         for ex in examples:
-            if ex["split"] not in self.teacher.self_eval_splits or ex["id"] not in cot_of:
+            if ex["split"] not in self.teacher.self_eval_splits or slot_of(ex) not in cot_of:
                 continue
-            cg = cot_of[ex["id"]]
+            cg, off = cot_of[slot_of(ex)]
             for i in range(self.teacher.cots):
-                s = cg.have.get(i)
+                s = cg.have.get(off + i)
                 if s is None:
                     continue
                 if not self.task.parse_answer(s.text, ex, mode="strict").ok:
                     skipped += 1
                     continue
                 values = {**example_values(self.task, ex), "cot": cot_for_evaluation(self.task, s.text)}
-                of[(ex["id"], i)] = self.group(self.se_tmpl, values, self.teacher.self_evals, groups)
+                of[(slot_of(ex), i)] = self.slot(self.se_tmpl, values, self.teacher.self_evals, groups)
         return groups, of, skipped
 
 
@@ -287,14 +330,17 @@ class Sender:
 
     async def _run(self, queue: deque, total: int) -> None:
         client = self._client()
+        n = min(self.teacher.concurrency, total)
+        step = min(RAMP_STEP_S, RAMP_MAX_S / n)
         try:
-            workers = [asyncio.create_task(self._worker(client, queue))
-                       for _ in range(min(self.teacher.concurrency, total))]
-            await asyncio.gather(*workers)
+            await asyncio.gather(*(self._worker(client, queue, k * step) for k in range(n)))
         finally:
             await client.close()
 
-    async def _worker(self, client, queue: deque) -> None:
+    async def _worker(self, client, queue: deque, start_after: float) -> None:
+        # Workers start a few ms apart: no burst of `concurrency` connections at once, and requests
+        # stay spread out instead of travelling in waves that queue up in this process.
+        await asyncio.sleep(start_after)
         t = self.teacher
         while self.stop_reason is None:
             if not queue:
@@ -322,6 +368,7 @@ class Sender:
                 self.reserved_usd -= est_usd
 
     async def _send(self, client, g: Group, take: list[int], queue: deque) -> None:
+        import httpx2
         import openai
 
         t = self.teacher
@@ -331,8 +378,12 @@ class Sender:
             body["n"] = n
         t0 = time.perf_counter()
         try:
-            from openai.types.chat import ChatCompletion
-            resp = await client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            # The client's generic POST, with its retries, timeout, auth and error types, sending the
+            # body built here and handing back the raw answer: `chat.completions.create` re-validates
+            # the params and builds a typed model, ~1 ms of CPU per call, which caps the request rate
+            # at high concurrency on a small machine.
+            raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            texts, usage, response_id = parse_completion(raw.content, n)
         except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
             if n > 1 and t.use_n == "auto":  # the endpoint rejects n: one request per sample from now on
                 self._set_n_supported(False)
@@ -344,18 +395,15 @@ class Sender:
             self._failure(e)
             self.stop_reason = "the endpoint refused the request"
             return
-        except (openai.APIError, ValueError) as e:  # after the client's own retries
+        except (openai.APIError, ValueError) as e:  # after the client's own retries; or not a completion
             self._failure(e)
             return
         latency = time.perf_counter() - t0
-        choices = sorted(resp.choices or [], key=lambda c: c.index)[:n]
-        texts = [(c.message.content if c.message and c.message.content else "", c.finish_reason) for c in choices]
         if not texts:
             self._failure(ValueError("the endpoint returned no choices"))
             return
-        usage = resp.usage
-        if usage is not None and usage.prompt_tokens is not None:
-            pt, ct, estimated = usage.prompt_tokens, usage.completion_tokens or 0, False
+        if usage is not None:
+            (pt, ct), estimated = usage, False
         else:
             pt = g.prompt_tokens
             ct = sum(count_tokens(x, t.model) for x, _ in texts)
@@ -365,7 +413,7 @@ class Sender:
         self.journal.record(endpoint=self.endpoint, model=t.model, kind=g.kind, group=g.key, p_hash=g.p_hash,
                             params=g.params, indices=got, texts=texts, n_asked=n, prompt_tokens=pt,
                             completion_tokens=ct, usage_estimated=estimated, cost_usd=cost,
-                            response_id=getattr(resp, "id", None), latency_s=latency)
+                            response_id=response_id, latency_s=latency)
         for idx, (text, fin) in zip(got, texts):
             g.have[idx] = Sample(text, fin, -1)
         s = self.stats
@@ -426,24 +474,23 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher,
     jpath = journal_path(teacher)
     with Journal(jpath) as journal:
         sender = Sender(teacher, journal, endpoint, dataset)
-        cot_groups, cot_of = planner.cot_groups(examples)
+        cot_groups, cot_of = planner.cot_slots(examples)
         _load_cached(journal, cot_groups)
-        cached = sum(g.cached() for g in cot_groups.values())
+        cached = {(g.key, i) for g in cot_groups.values() for i in g.have}
         _ensure_key(cot_groups.values())
         sender.run(list(cot_groups.values()), "CoTs")
         sender.check(list(cot_groups.values()), jpath)
 
-        se_groups, se_of, skipped = planner.self_eval_groups(examples, cot_of)
+        se_groups, se_of, skipped = planner.self_eval_slots(examples, cot_of)
         _load_cached(journal, se_groups)
-        cached += sum(g.cached() for g in se_groups.values())
+        cached |= {(g.key, i) for g in se_groups.values() for i in g.have}
         _ensure_key(se_groups.values())
         sender.run(list(se_groups.values()), "self-evaluations")
         sender.check(list(se_groups.values()), jpath)
 
         records, quarantine, used = _assemble(task, teacher, examples_by_origin, cot_of, se_of)
         final = journal.samples(list(cot_groups) + list(se_groups))
-        request_ids = {final[g.key][i].request_id for g, i in used}
-        total = journal.usage(request_ids)
+        total = journal.usage({final[g.key][i].request_id for g, i in used})
 
     from ..stages.common import TEACHER
 
@@ -455,7 +502,7 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher,
         "prompts": {t.label.rsplit("@", 1)[0]: t.version for t in (planner.cot_tmpl, planner.se_tmpl) if t},
         "n_per_request": sender.n_supported if teacher.use_n == "auto" else teacher.use_n == "always",
         "samples": len(used),
-        "cached_samples": cached,
+        "cached_samples": sum((g.key, i) in cached for g, i in used),
         "requests": s.requests,
         "http_attempts": s.http_attempts,
         "rate_limited": s.rate_limited,
@@ -482,7 +529,7 @@ def _ensure_key(groups) -> None:
 
 def _assemble(task: Task, teacher: OpenAITeacher, examples_by_origin: dict, cot_of: dict, se_of: dict):
     """Records from the journal samples; quarantine rows for outputs without an answer or verdict;
-    the (group, index) of every sample used."""
+    the (group, sample index) of every output used."""
     records: dict[str, list[dict]] = {}
     quarantine: list[dict] = []
     used: list[tuple[Group, int]] = []
@@ -491,27 +538,29 @@ def _assemble(task: Task, teacher: OpenAITeacher, examples_by_origin: dict, cot_
         for ex in exs:
             rec = empty_record(ex)
             recs.append(rec)
-            cg = cot_of.get(ex["id"])
-            if cg is None:
+            if slot_of(ex) not in cot_of:
                 continue
+            cg, coff = cot_of[slot_of(ex)]
             for i in range(teacher.cots):
-                used.append((cg, i))
-                sg = se_of.get((ex["id"], i))
+                used.append((cg, coff + i))
                 evals = []
+                sg, soff = se_of.get((slot_of(ex), i), (None, 0))
                 if sg is not None:
-                    evals = [sg.have[j].text for j in range(teacher.self_evals)]
-                    used += [(sg, j) for j in range(teacher.self_evals)]
-                cot = make_cot(task, cg.have[i].text, ex, source=teacher.model, mode="strict", evaluations=evals)
+                    evals = [sg.have[soff + j].text for j in range(teacher.self_evals)]
+                    used += [(sg, soff + j) for j in range(teacher.self_evals)]
+                cot = make_cot(task, cg.have[coff + i].text, ex, source=teacher.model, mode="strict",
+                               evaluations=evals)
                 rec["cots"].append(cot)
                 base = {"id": ex["id"], "split": ex["split"], "cot_index": i}
                 if cot["status"] != "ok":
                     quarantine.append({**base, "kind": "cot", "eval_index": None, "status": cot["status"],
-                                       "reason": cot["reason"], "text": cot["text"], "group_key": cg.key, "sample": i})
+                                       "reason": cot["reason"], "text": cot["text"], "group_key": cg.key,
+                                       "sample": coff + i})
                 for j, e in enumerate(cot["evaluations"]):
                     if e["status"] != "ok":
                         quarantine.append({**base, "kind": "self_eval", "eval_index": j, "status": e["status"],
                                            "reason": "no 'Evaluation result: the given answer is ...' line",
-                                           "text": e["text"], "group_key": sg.key, "sample": j})
+                                           "text": e["text"], "group_key": sg.key, "sample": soff + j})
     return records, quarantine, used
 
 
@@ -529,85 +578,84 @@ def estimate(params: Params, dataset: str) -> None:
     if not (PREPARED / dataset).is_dir():
         raise PipelineError(f"{PREPARED / dataset}: not found; run `python -m pipeline prepare --dataset {dataset}` first")
     prepared = read_prepared(dataset)
-    examples = [ex for split in SPLITS for ex in prepared[split]]
+    by_origin: dict[str, list[dict]] = {}  # the order the teach stage plans in
+    for split in SPLITS:
+        for ex in prepared[split]:
+            by_origin.setdefault(ex["origin"], []).append(ex)
+    examples = [ex for exs in by_origin.values() for ex in sorted(exs, key=lambda e: e["index"])]
     endpoint = endpoint_url()
     planner = Planner(task, t, endpoint)
     jpath = journal_path(t)
     journal = Journal(jpath) if jpath.exists() else None
     try:
-        cot_groups, cot_of = planner.cot_groups(examples)
+        cot_groups, cot_of = planner.cot_slots(examples)
         _load_cached(journal, cot_groups)
-        se_groups, se_of, skipped = planner.self_eval_groups(examples, cot_of)
+        se_groups, se_of, skipped = planner.self_eval_slots(examples, cot_of)
         _load_cached(journal, se_groups)
         n_ok = journal.n_supported(endpoint, t.model) if journal else None
         mean_cot = journal.mean_completion_tokens(endpoint, t.model, "cot") if journal else None
         mean_se = journal.mean_completion_tokens(endpoint, t.model, "self_eval") if journal else None
-        cached_ids = {s.request_id for g in list(cot_groups.values()) + list(se_groups.values()) for s in g.have.values()}
-        spent = journal.usage(cached_ids) if journal else {"requests": 0, "cost_usd": 0.0}
+        groups = list(cot_groups.values()) + list(se_groups.values())
+        spent = journal.usage({s.request_id for g in groups for s in g.have.values()}) if journal else \
+            {"requests": 0, "cost_usd": 0.0}
     finally:
         if journal:
             journal.close()
 
     use_n = t.use_n != "never" and not (t.use_n == "auto" and n_ok is False)
 
-    def reqs(missing_counts: list[int], with_n: bool) -> int:
-        return sum(math.ceil(m / MAX_N) if with_n else m for m in missing_counts if m)
+    def n_requests(missing: int) -> int:
+        return math.ceil(missing / MAX_N) if use_n else missing
 
-    # CoTs
     cot_missing = [len(g.missing()) for g in cot_groups.values()]
-    cot_prompt = sum(g.prompt_tokens * (math.ceil(m / MAX_N) if use_n else m)
-                     for g, m in zip(cot_groups.values(), cot_missing) if m)
-    # self-evaluations: of answered CoTs (real prompts), and of CoTs still to come (assumed parseable)
+    cot_prompt = sum(g.prompt_tokens * n_requests(m) for g, m in zip(cot_groups.values(), cot_missing))
     se_missing = [len(g.missing()) for g in se_groups.values()]
-    se_prompt = sum(g.prompt_tokens * (math.ceil(m / MAX_N) if use_n else m)
-                    for g, m in zip(se_groups.values(), se_missing) if m)
-    future_cots = 0
+    se_prompt = sum(g.prompt_tokens * n_requests(m) for g, m in zip(se_groups.values(), se_missing))
+    # self-evaluations of CoTs not answered yet: assumed parseable, as long as the mean cached CoT
+    # (or max_tokens when nothing is cached)
+    future = 0
     if planner.se_tmpl:
-        cot_len = mean_cot if mean_cot is not None else t.max_tokens
+        cot_len = int(mean_cot if mean_cot is not None else t.max_tokens)
         for ex in examples:
-            if ex["split"] in t.self_eval_splits and ex["id"] in cot_of:
-                k_missing = len(cot_of[ex["id"]].missing())
-                if not k_missing:
-                    continue
-                future_cots += k_missing
+            if ex["split"] not in t.self_eval_splits or slot_of(ex) not in cot_of:
+                continue
+            cg, off = cot_of[slot_of(ex)]
+            k_missing = sum(1 for i in range(t.cots) if off + i not in cg.have)
+            if k_missing:
+                future += k_missing
                 empty = planner.se_tmpl.messages({**example_values(task, ex), "cot": ""})
-                per_req = message_tokens(empty, t.model) + int(cot_len)
-                se_prompt += k_missing * per_req * (1 if use_n else t.self_evals)
-    se_missing += [t.self_evals] * future_cots
+                se_prompt += k_missing * (message_tokens(empty, t.model) + cot_len) * n_requests(t.self_evals)
+    se_missing += [t.self_evals] * future
 
-    n_cot_samples, n_se_samples = sum(cot_missing), sum(se_missing)
-    req_cot, req_se = reqs(cot_missing, use_n), reqs(se_missing, use_n)
+    n_cot, n_se = sum(cot_missing), sum(se_missing)
+    req_cot = sum(n_requests(m) for m in cot_missing if m)
+    req_se = sum(n_requests(m) for m in se_missing if m)
     prompt_tokens = cot_prompt + se_prompt
-    completion_max = (n_cot_samples + n_se_samples) * t.max_tokens
-    cost_max = cost_usd(t, prompt_tokens, completion_max)
-    q_by_split = {s: sum(1 for ex in examples if ex["split"] == s and ex["id"] in cot_of) for s in SPLITS}
-    splits_txt = ", ".join(f"{s} {n}" for s, n in q_by_split.items() if n) or "none"
+    completion_max = (n_cot + n_se) * t.max_tokens
+    q_by_split = {s: sum(1 for ex in examples if ex["split"] == s and slot_of(ex) in cot_of) for s in SPLITS}
     cached_cot = sum(g.cached() for g in cot_groups.values())
     cached_se = sum(g.cached() for g in se_groups.values())
-    method = token_method(t.model)
 
-    print(f"estimate {dataset}: {t.model} at {endpoint}; questions with CoTs: {splits_txt}; "
-          f"k={t.cots} CoTs, m={t.self_evals} self-evaluations per CoT ({', '.join(t.self_eval_splits) or 'no'} splits)")
-    print(f"  CoTs:             to send {req_cot} requests for {n_cot_samples} samples "
+    print(f"estimate {dataset}: {t.model} at {endpoint}; questions with CoTs: "
+          f"{', '.join(f'{s} {n}' for s, n in q_by_split.items() if n) or 'none'}; k={t.cots} CoTs, "
+          f"m={t.self_evals} self-evaluations per CoT ({', '.join(t.self_eval_splits) or 'no'} splits)")
+    print(f"  CoTs:             to send {req_cot} requests for {n_cot} samples "
           f"({cached_cot} of {sum(g.want for g in cot_groups.values())} cached)")
-    print(f"  self-evaluations: to send {req_se} requests for {n_se_samples} samples "
-          f"({cached_se} cached; {future_cots} CoTs not answered yet, assumed parseable; "
-          f"{skipped} unparseable CoTs skipped)")
-    n_note = "" if use_n else " (one request per sample)"
-    if t.use_n == "auto" and n_ok is None and (req_cot + req_se):
-        n_note = f" (with n per request; {n_cot_samples + n_se_samples} if the endpoint ignores n)"
-    print(f"  requests:         {req_cot + req_se}{n_note}")
-    print(f"  prompt tokens:    ~{prompt_tokens:,} ({method})")
-    line = f"  completion tokens: <= {completion_max:,} (max_tokens {t.max_tokens} per sample)"
+    print(f"  self-evaluations: to send {req_se} requests for {n_se} samples ({cached_se} cached; "
+          f"{future} CoTs not answered yet, assumed parseable; {skipped} unparseable CoTs skipped)")
+    note = "" if use_n else " (one request per sample)"
+    if t.use_n == "auto" and n_ok is None and req_cot + req_se:
+        note = f" (with n per request; {n_cot + n_se} if the endpoint ignores n)"
+    print(f"  requests:         {req_cot + req_se}{note}")
+    print(f"  prompt tokens:    ~{prompt_tokens:,} ({token_method(t.model)})")
+    exp_line = exp_cost = ""
     if mean_cot is not None or mean_se is not None:
-        exp = (n_cot_samples * (mean_cot or t.max_tokens) + n_se_samples * (mean_se or t.max_tokens))
-        line += f"; ~{int(exp):,} at the mean length of cached responses"
-        exp_cost = cost_usd(t, prompt_tokens, exp)
-    print(line)
-    cost_line = (f"  cost:             <= ${cost_max:.4f} (input ${cost_usd(t, prompt_tokens, 0):.4f} + output "
-                 f"<= ${cost_usd(t, 0, completion_max):.4f} at ${t.price_per_1m_input:g}/${t.price_per_1m_output:g} per 1M tokens)")
-    if mean_cot is not None or mean_se is not None:
-        cost_line += f"; ~${exp_cost:.4f} expected"
-    print(cost_line)
+        expected = n_cot * (mean_cot or t.max_tokens) + n_se * (mean_se or t.max_tokens)
+        exp_line = f"; ~{int(expected):,} at the mean length of cached responses"
+        exp_cost = f"; ~${cost_usd(t, prompt_tokens, expected):.4f} expected"
+    print(f"  completion tokens: <= {completion_max:,} (max_tokens {t.max_tokens} per sample){exp_line}")
+    print(f"  cost:             <= ${cost_usd(t, prompt_tokens, completion_max):.4f} (input "
+          f"${cost_usd(t, prompt_tokens, 0):.4f} + output <= ${cost_usd(t, 0, completion_max):.4f} at "
+          f"${t.price_per_1m_input:g}/${t.price_per_1m_output:g} per 1M tokens){exp_cost}")
     print(f"  already cached:   {cached_cot + cached_se} samples from {spent['requests']} requests "
           f"(${spent['cost_usd']:.4f} spent); budget_usd: {'none' if t.budget_usd is None else f'${t.budget_usd:g}'}")
