@@ -6,7 +6,8 @@
 2. A fully cached rerun of the teach stage's ``generate`` on real SVAMP questions (train + test,
    k CoTs and m self-evaluations each): requests sent (must be 0) and wall time.
 
-    .venv/bin/python benchmarks/bench_teacher.py [--latency 0.2] [--seconds 3] [--levels 1,8,32,64]
+    .venv/bin/python benchmarks/bench_teacher.py [--latency 0.2] [--seconds 4] [--levels 1,8,32,64]
+    MM_TEACHER_HTTP=httpx .venv/bin/python benchmarks/bench_teacher.py   # the SDK's default transport
 
 Loopback only; both servers are started and stopped by the script.
 """
@@ -130,7 +131,7 @@ def cached_rerun(fill_server: Server, workdir: Path, k: int, m: int, limit: int)
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.2)
-    ap.add_argument("--seconds", type=float, default=3.0, help="ideal duration of each level")
+    ap.add_argument("--seconds", type=float, default=4.0, help="ideal duration of each level")
     ap.add_argument("--levels", default="1,8,32,64")
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--m", type=int, default=5)
@@ -143,8 +144,9 @@ def main(argv=None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench_teacher_") as tmp:
             work = Path(tmp)
-            print(f"fake endpoint: {a.latency * 1000:.0f} ms per request; {os.cpu_count()} CPUs; "
-                  f"client: openai {__import__('openai').__version__}, journal commit per response")
+            transport = "aiohttp" if "Aio" in type(ob.http_client({})).__name__ else "httpx2"
+            print(f"fake endpoint: {a.latency * 1000:.0f} ms per request; {os.cpu_count()} CPUs; client: openai "
+                  f"{__import__('openai').__version__} ({transport} transport), one journal commit per response")
             print("achieved = requests / wall time of the whole run (client start-up and ramp included); "
                   "steady = from the concurrency-th answer to the last")
             print(f"{'concurrency':>11} {'requests':>8} {'ideal req/s':>11} {'achieved':>9} {'% of ideal':>10} "
