@@ -87,25 +87,25 @@ def test_copy_is_valid(proj):
 def test_malformed_params(proj):
     path = proj / "params.yaml"
     path.write_text(path.read_text(encoding="utf-8") + "train: [oops\n  lr: 1\n", encoding="utf-8")
-    msg = user_error(cli(proj, "prepare", "--dataset", "svamp"))
+    msg = user_error(cli(proj, "prepare", "--dataset", "svamp_dss"))
     assert "params.yaml" in msg and "YAML" in msg
     assert not (proj / "data").exists()
 
 
 def test_invalid_params_value(proj):
     edit_params(proj, lambda d: d["train"].__setitem__("lr", 0))
-    msg = user_error(cli(proj, "prepare", "--dataset", "svamp"))
+    msg = user_error(cli(proj, "prepare", "--dataset", "svamp_dss"))
     assert "train.lr: must be > 0" in msg
     assert not (proj / "data").exists()
 
 
 def test_missing_data_file(proj, tmp_path):
     missing = tmp_path / "nowhere" / "svamp_train.json"
-    edit_params(proj, lambda d: d["datasets"]["svamp"]["source"]["files"].__setitem__("train", str(missing)))
-    msg = user_error(cli(proj, "prepare", "--dataset", "svamp"))
+    edit_params(proj, lambda d: d["datasets"]["svamp_dss"]["source"]["files"].__setitem__("train", str(missing)))
+    msg = user_error(cli(proj, "prepare", "--dataset", "svamp_dss"))
     assert str(missing) in msg
     assert "not found" in msg
-    assert not (proj / "data" / "prepared" / "svamp").exists()
+    assert not (proj / "data" / "prepared" / "svamp_dss").exists()
 
 
 def test_corrupt_json_line_in_data_file(proj, tmp_path):
@@ -113,10 +113,10 @@ def test_corrupt_json_line_in_data_file(proj, tmp_path):
     src[2] = src[2][: len(src[2]) // 2] + "\n"  # line 3 cut in half
     bad = tmp_path / "svamp_train_broken.json"
     bad.write_text("".join(src), encoding="utf-8")
-    edit_params(proj, lambda d: d["datasets"]["svamp"]["source"]["files"].__setitem__("train", str(bad)))
-    msg = user_error(cli(proj, "prepare", "--dataset", "svamp"))
+    edit_params(proj, lambda d: d["datasets"]["svamp_dss"]["source"]["files"].__setitem__("train", str(bad)))
+    msg = user_error(cli(proj, "prepare", "--dataset", "svamp_dss"))
     assert f"{bad}:3:" in msg
-    assert not (proj / "data" / "prepared" / "svamp").exists()
+    assert not (proj / "data" / "prepared" / "svamp_dss").exists()
 
 
 def test_unknown_dataset(proj):
@@ -129,40 +129,40 @@ def test_unknown_dataset(proj):
 
 def _short_teacher(d):
     # train_CoT_1 forgotten: 500 outputs for the 800-row train split
-    d["datasets"]["svamp"]["teacher"]["sources"][0]["files"]["train"] = [str(DATA / "svamp" / "palm" / "train_CoT_0.json")]
+    d["datasets"]["svamp_dss"]["teacher"]["sources"][0]["files"]["train"] = [str(DATA / "svamp" / "palm" / "train_CoT_0.json")]
 
 
 def test_teacher_length_mismatch(proj):
-    ok(cli(proj, "prepare", "--dataset", "svamp"))
+    ok(cli(proj, "prepare", "--dataset", "svamp_dss"))
     edit_params(proj, _short_teacher)
-    msg = user_error(cli(proj, "teach", "--dataset", "svamp"))
+    msg = user_error(cli(proj, "teach", "--dataset", "svamp_dss"))
     assert "500 teacher outputs for 800 train examples" in msg
     assert "length" in msg
     assert "train_CoT_0.json" in msg
 
 
 def test_failed_stage_leaves_earlier_outputs_untouched(proj):
-    r = ok(cli(proj, "prepare", "--dataset", "svamp"))
-    assert "prepare svamp" in r.stdout
-    prepared = proj / "data" / "prepared" / "svamp"
+    r = ok(cli(proj, "prepare", "--dataset", "svamp_dss"))
+    assert "prepare svamp_dss" in r.stdout
+    prepared = proj / "data" / "prepared" / "svamp_dss"
     assert sorted(p.name for p in prepared.glob("*.jsonl")) == ["test.jsonl", "train.jsonl", "valid.jsonl"]
     before = snapshot(proj / "data")
     metrics_before = snapshot(proj / "metrics")
-    assert (proj / "metrics" / "prepare" / "svamp.json").exists()
+    assert (proj / "metrics" / "prepare" / "svamp_dss.json").exists()
 
     edit_params(proj, _short_teacher)
-    user_error(cli(proj, "teach", "--dataset", "svamp"))
+    user_error(cli(proj, "teach", "--dataset", "svamp_dss"))
 
     assert snapshot(proj / "data") == before  # prepared files: same bytes, same mtimes, nothing new
     assert snapshot(proj / "metrics") == metrics_before
-    assert not (proj / "data" / "teacher" / "svamp" / "train.jsonl").exists()
+    assert not (proj / "data" / "teacher" / "svamp_dss" / "train.jsonl").exists()
     assert not list((proj / "data").rglob("*.tmp"))
 
 
 def test_teach_succeeds_after_fix(proj):
     """The control for the failure tests above: the unmodified copy runs prepare and teach."""
-    ok(cli(proj, "prepare", "--dataset", "svamp"))
-    r = ok(cli(proj, "teach", "--dataset", "svamp"))
-    assert "teach svamp/test: 200 questions" in r.stdout
+    ok(cli(proj, "prepare", "--dataset", "svamp_dss"))
+    r = ok(cli(proj, "teach", "--dataset", "svamp_dss"))
+    assert "teach svamp_dss/test: 200 questions" in r.stdout
     assert "(148/200)" in r.stdout  # the PaLM reference accuracy on the test split
-    assert (proj / "data" / "teacher" / "svamp" / "train.jsonl").exists()
+    assert (proj / "data" / "teacher" / "svamp_dss" / "train.jsonl").exists()

@@ -56,11 +56,11 @@ def tiny_params(path: Path) -> None:
         yaml.dump(p, f)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def copy_project(base: Path) -> Path:
+    """The project's files (tracked or not ignored, no generated results) in ``base/proj``, with
+    ``base/shared`` pointing at the shared data, as in a fresh clone."""
     if not SHARED.exists():
         pytest.fail(f"{SHARED} is missing: the tests read the shared data in place")
-    base = tmp_path_factory.mktemp("e2e")
     proj = base / "proj"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.split("\n")
@@ -70,6 +70,12 @@ def project(tmp_path_factory):
             (proj / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, proj / f)
     os.symlink(SHARED, base / "shared")
+    return proj
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    proj = copy_project(tmp_path_factory.mktemp("e2e"))
     sh(["git", "init", "-q"], proj)
     sh([sys.executable, "-m", "pipeline", "use-profile", "offline"], proj)
     tiny_params(proj / "params.yaml")

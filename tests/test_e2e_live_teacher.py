@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,21 +13,14 @@ import pytest
 from ruamel.yaml import YAML
 
 from fake_openai import FakeOpenAI
-from test_e2e import ROOT, SHARED, ran_stages
+from test_e2e import copy_project, ran_stages
 
 pytestmark = pytest.mark.e2e
 SENTINEL = "sk-sentinel-e2e-0123456789abcdefghijklmnop"
 
 
 def _setup(base: Path) -> Path:
-    proj = base / "proj"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
-    for f in filter(None, files):
-        if (ROOT / f).is_file() and not f.startswith(("metrics/", "reports/results", "dvc.lock", "tests/")):
-            (proj / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / f, proj / f)
-    os.symlink(SHARED, base / "shared")
+    proj = copy_project(base)
     yaml = YAML()
     p = yaml.load((proj / "profiles/offline.yaml").read_text())
     svamp = p["datasets"]["svamp"]
@@ -61,8 +53,6 @@ def _run(cmd, proj, base_url):
 
 
 def test_dvc_repro_with_a_live_teacher(tmp_path):
-    if not SHARED.exists():
-        pytest.fail(f"{SHARED} is missing")
     proj = _setup(tmp_path)
     with FakeOpenAI(latency=0.01) as srv:
         subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
