@@ -40,7 +40,7 @@ def log_run(*, dataset: str, method: str, seed: int, params: dict, step_metrics:
     warnings.filterwarnings("ignore", module="sqlalchemy")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     import mlflow
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri()

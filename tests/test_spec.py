@@ -35,6 +35,13 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
+def _load_error(path: Path) -> str:
+    """The PipelineError message of loading ``path`` (which must fail)."""
+    with pytest.raises(PipelineError) as ei:
+        load_params(path)
+    return str(ei.value)
+
+
 def _line_no(text: str, pattern: str, after: int = 0) -> int:
     """1-based number of the first line matching ``pattern`` after line ``after``."""
     for i, line in enumerate(text.splitlines(), 1):
@@ -118,9 +125,7 @@ def test_unknown_key_names_key_and_line(tmp_path, base_text):
     lines = base_text.splitlines(keepends=True)
     lines.insert(lr_line, "  lrr: 1\n")  # becomes line lr_line + 1
     path = _write(tmp_path, "".join(lines))
-    with pytest.raises(PipelineError) as ei:
-        load_params(path)
-    msg = str(ei.value)
+    msg = _load_error(path)
     assert "train.lrr" in msg
     assert "unknown key" in msg
     assert f"params.yaml:{lr_line + 1}:" in msg
@@ -133,9 +138,7 @@ def test_nonpositive_lr(tmp_path, base_text):
     lines = base_text.splitlines(keepends=True)
     lines[lr_line - 1] = "  lr: 0\n"
     path = _write(tmp_path, "".join(lines))
-    with pytest.raises(PipelineError) as ei:
-        load_params(path)
-    msg = str(ei.value)
+    msg = _load_error(path)
     assert "train.lr: must be > 0" in msg
     assert f"params.yaml:{lr_line}:" in msg
 
@@ -144,9 +147,7 @@ def test_unknown_dataset_in_experiment(tmp_path, base_text):
     doc = _rt_load(base_text)
     doc["experiment"]["datasets"].append("no_such_dataset")
     path = _write(tmp_path, _rt_dump(doc))
-    with pytest.raises(PipelineError) as ei:
-        load_params(path)
-    msg = str(ei.value)
+    msg = _load_error(path)
     assert "no_such_dataset" in msg
     assert "experiment.datasets" in msg
 
@@ -156,9 +157,7 @@ def test_two_stage_method_listed_in_methods(tmp_path, base_text):
     doc["methods"]["my_se"] = {"labels": "teacher", "cots": 1, "self_eval": 5, "epochs": 2, "se_epochs": 1}
     doc["experiment"]["methods"].append("my_se")
     path = _write(tmp_path, _rt_dump(doc))
-    with pytest.raises(PipelineError) as ei:
-        load_params(path)
-    msg = str(ei.value)
+    msg = _load_error(path)
     assert "my_se" in msg
     assert "se_methods" in msg
 
@@ -198,9 +197,7 @@ def test_error_message_is_one_line(tmp_path, base_text):
     doc["train"]["lr"] = -1
     doc["train"]["batch_size"] = 0
     path = _write(tmp_path, _rt_dump(doc))
-    with pytest.raises(PipelineError) as ei:
-        load_params(path)
-    msg = str(ei.value)
+    msg = _load_error(path)
     assert "\n" not in msg
     assert "train.lr" in msg and "train.batch_size" in msg
 

@@ -93,9 +93,8 @@ def build(params: Params, dataset: str, method: str, teacher_train: list[dict], 
         "dataset": dataset, "method": method, "questions": len(teacher_train),
         "stage2_rows": len(stage2), "stage1_rows": len(stage1), "valid_rows": len(valid),
         "excluded_unparseable": excluded, "excluded_unparseable_evaluations": excluded_evals,
-        "questions_without_cots": no_cots,
+        "questions_without_cots": no_cots, "stage1_valid_rows": len(stage1_valid),
     }
-    counts["stage1_valid_rows"] = len(stage1_valid)
     return {"stage1": stage1, "stage1_valid": stage1_valid, "stage2": stage2, "valid": valid}, counts
 
 

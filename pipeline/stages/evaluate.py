@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ..artifacts import read_jsonl, write_json, write_jsonl
+from ..artifacts import write_json, write_jsonl
 from ..spec import Params
 from ..student.batches import EXPLAIN
 from ..student.loop import generate, pick_device

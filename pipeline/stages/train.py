@@ -1,7 +1,7 @@
 """train: the T5 student, in one or two stages.
 
-``pretrain`` (stage 1) trains two-stage methods on the teacher's self-evaluations and saves a
-checkpoint; for one-stage methods it only records that stage 2 starts from the base student.
+``pretrain`` (stage 1, two-stage methods only) trains on the teacher's self-evaluations, saves a
+checkpoint and measures the student's verdict agreement on held-out evaluations.
 ``train`` (stage 2, or the only stage) trains on the method's CoT/label rows, starting from the
 stage-1 checkpoint when there is one, selects the checkpoint on the validation split and saves it.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 from ..artifacts import read_jsonl, write_json
@@ -17,7 +16,7 @@ from ..errors import PipelineError
 from ..paths import project_root
 from ..spec import Params
 from ..student.batches import encode_rows
-from ..student.loop import Evaluator, LoopConfig, fingerprint, generate, pick_device, train
+from ..student.loop import Evaluator, LoopConfig, dist_info, fingerprint, generate, pick_device, train
 from ..student.model import build_model, load_tokenizer, n_params
 from ..tasks import get_task
 from .common import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_prepared
@@ -100,8 +99,6 @@ def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_di
         evaluator = Evaluator(valid=v, test=test_fn)
     else:
         cfg.eval_every = 0
-
-    from ..student.loop import dist_info
 
     rank = dist_info()[0]
     fp = fingerprint(params.train.model_dump(), params.seed, epochs, rows, str(init_dir), stage)

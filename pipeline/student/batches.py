@@ -22,10 +22,6 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.pred_input)
 
-    def length(self, i: int) -> int:
-        t = self.expl_target[i]
-        return len(self.pred_input[i]) + len(self.pred_target[i]) + (len(t) if t else 0)
-
 
 def encode_rows(tok, rows: list[dict], max_input: int, max_target: int) -> Encoded:
     inputs = [r["input"] for r in rows]

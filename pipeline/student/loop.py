@@ -3,7 +3,6 @@ bf16 autocast + TF32 + fused AdamW on CUDA (fp32 on CPU), per-epoch selection on
 split (and the paper's best-on-test number beside it), and resumable checkpoints."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -54,7 +53,6 @@ class LoopResult:
     evals: list = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
-    train_tokens: int = 0
     examples: int = 0
     best: Optional[dict] = None
     best_test: Optional[dict] = None
@@ -170,7 +168,6 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
     model.train()
     core = model
     if world > 1:
-        import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         init_distributed(device)
@@ -250,7 +247,6 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
                 loss, lp, le = multitask_loss(model, b, cfg.alpha, pad_id, cfg.forward)
             (loss / cfg.grad_accum).backward()
             res.examples += len(idx)
-            res.train_tokens += sum(int((v != (-100 if "labels" in k else pad_id)).sum()) for k, v in b.items())
             acc += torch.stack([loss.detach(), lp, le if le is not None else torch.zeros((), device=device)]).float()
             micro += 1
             batch_pos += 1
