@@ -30,7 +30,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 from pipeline.spec import OpenAITeacher  # noqa: E402
 from pipeline.tasks import get_task  # noqa: E402
-from pipeline.teacher import openai_backend as ob  # noqa: E402
+from pipeline.teacher import openai as ob  # noqa: E402
 from pipeline.teacher.journal import Journal, group_key, prompt_hash  # noqa: E402
 
 
@@ -107,19 +107,18 @@ def cached_rerun(fill_server: Server, workdir: Path, k: int, m: int, limit: int)
     examples = svamp_examples(limit)
     n_q = sum(len(v) for v in examples.values())
     cwd = os.getcwd()
-    os.chdir(workdir)  # generate() writes data/teacher/<dataset>/quarantine.jsonl under the cwd
+    os.chdir(workdir)
     try:
         t0 = time.perf_counter()
         ob.generate("svamp", task, teacher, examples)
         fill = time.perf_counter() - t0
         before = fill_server.requests()
         t0 = time.perf_counter()
-        _, _, extra = ob.generate("svamp", task, teacher, examples)
+        u = ob.generate("svamp", task, teacher, examples).usage
         wall = time.perf_counter() - t0
         sent = fill_server.requests() - before
     finally:
         os.chdir(cwd)
-    u = extra["usage"]
     print(f"\ncached rerun: generate() on {n_q} SVAMP questions (train + test), k={k} CoTs, m={m} self-evaluations "
           f"per train CoT = {u['samples']} samples ({u['total_requests']} requests to fill, {fill:.1f} s)")
     print(f"  requests sent: {sent} (usage.requests {u['requests']}, cached_samples {u['cached_samples']})")

@@ -2,13 +2,22 @@
 
 Every command validates the whole ``params.yaml`` first; a problem with the user's input is one
 line on stderr and exit code 2, and outputs written by earlier stages are left untouched.
+
+``COMMANDS`` names, for each subcommand, the one module that runs it. That module is imported only
+when its subcommand runs, so this file pulls no stage's code into another stage; and it is the
+registry ``tests/test_deps.py`` reads to check each ``dvc.yaml`` stage's ``deps`` against the code
+the stage runs (this file, the command's module and everything they import).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable
 
 from .errors import PipelineError
 
@@ -19,16 +28,12 @@ def _params(args):
     return load_params(args.params)
 
 
-def cmd_prepare(args):
-    from .stages import prepare
-
+def cmd_prepare(args, prepare: ModuleType):
     m = prepare.run(_params(args), args.dataset)
     print(f"prepare {args.dataset}: {m['rows']}")
 
 
-def cmd_teach(args):
-    from .stages import teach
-
+def cmd_teach(args, teach: ModuleType):
     m = teach.run(_params(args), args.dataset)
     for split, s in m["splits"].items():
         acc = "n/a" if s["accuracy"] is None else f"{100 * s['accuracy']:.2f}%"
@@ -36,76 +41,72 @@ def cmd_teach(args):
               f"parse rate {s['parse_rate']}, teacher accuracy {acc} ({s['correct']}/{s['questions']})")
 
 
-def cmd_assemble(args):
-    from .stages import assemble
-
+def cmd_assemble(args, assemble: ModuleType):
     m = assemble.run(_params(args), args.dataset, args.method)
     print(f"assemble {args.dataset}/{args.method}: {m}")
 
 
-def cmd_pretrain(args):
-    from .stages import train
-
+def cmd_pretrain(args, train: ModuleType):
     train.run_stage1(_params(args), args.dataset, args.method)
 
 
-def cmd_train(args):
-    from .stages import train
-
+def cmd_train(args, train: ModuleType):
     train.run_stage2(_params(args), args.dataset, args.method)
 
 
-def cmd_evaluate(args):
-    from .stages import evaluate
-
+def cmd_evaluate(args, evaluate: ModuleType):
     m = evaluate.run(_params(args), args.dataset, args.method)
     print(f"evaluate {args.dataset}/{args.method}: accuracy {m['accuracy']:.4f} ({m['correct']}/{m['total']})")
 
 
-def cmd_report(args):
-    from .stages import report
-
+def cmd_report(args, report: ModuleType):
     out = report.run(_params(args))
     print(f"report: wrote {', '.join(str(p) for p in out)}")
 
 
-def cmd_schemas(args):
-    from .schemas_io import write_schemas
-
-    for p in write_schemas():
+def cmd_schemas(args, schemas_io: ModuleType):
+    for p in schemas_io.write_schemas():
         print(p)
 
 
-def cmd_validate(args):
+def cmd_validate(args, spec: ModuleType):
     p = _params(args)
     print(f"{args.params}: ok (profile {p.profile}, datasets {', '.join(p.datasets)}, methods {', '.join(p.experiment.methods)})")
 
 
-def cmd_use_profile(args):
-    from .profiles import use_profile
-
-    dest = use_profile(args.name, args.params)
+def cmd_use_profile(args, profiles: ModuleType):
+    dest = profiles.use_profile(args.name, args.params)
     print(f"{dest}: now the {args.name!r} profile")
 
 
-def cmd_estimate(args):
-    from .teacher.openai_backend import estimate
-
-    estimate(_params(args), args.dataset)
+def cmd_estimate(args, teach: ModuleType):
+    teach.estimate(_params(args), args.dataset)
 
 
-COMMANDS = {
-    "prepare": (cmd_prepare, "canonical examples per split", ("dataset",)),
-    "teach": (cmd_teach, "teacher records (replay or live teacher)", ("dataset",)),
-    "assemble": (cmd_assemble, "training rows of one method", ("dataset", "method")),
-    "pretrain": (cmd_pretrain, "stage 1: train on self-evaluations (two-stage methods)", ("dataset", "method")),
-    "train": (cmd_train, "train the student (stage 2 for two-stage methods)", ("dataset", "method")),
-    "evaluate": (cmd_evaluate, "generate on the test split, score, log to MLflow", ("dataset", "method")),
-    "report": (cmd_report, "results table from the metrics files", ()),
-    "estimate": (cmd_estimate, "requests, tokens and cost of the live teacher, before sending anything", ("dataset",)),
-    "schemas": (cmd_schemas, "regenerate schemas/*.schema.json from the models", ()),
-    "validate": (cmd_validate, "validate params.yaml", ()),
-    "use-profile": (cmd_use_profile, "copy profiles/<name>.yaml over params.yaml", ()),
+@dataclass(frozen=True)
+class Command:
+    module: str  # the module that runs the command, imported only when it runs
+    handler: Callable[[argparse.Namespace, ModuleType], None]  # called with the imported module
+    help: str
+    needs: tuple[str, ...] = ()
+
+
+COMMANDS: dict[str, Command] = {
+    "prepare": Command("pipeline.stages.prepare", cmd_prepare, "canonical examples per split", ("dataset",)),
+    "teach": Command("pipeline.stages.teach", cmd_teach, "teacher records (replay or live teacher)", ("dataset",)),
+    "assemble": Command("pipeline.stages.assemble", cmd_assemble, "training rows of one method", ("dataset", "method")),
+    "pretrain": Command("pipeline.stages.train", cmd_pretrain, "stage 1: train on self-evaluations (two-stage methods)",
+                        ("dataset", "method")),
+    "train": Command("pipeline.stages.train", cmd_train, "train the student (stage 2 for two-stage methods)",
+                     ("dataset", "method")),
+    "evaluate": Command("pipeline.stages.evaluate", cmd_evaluate, "generate on the test split, score, log to MLflow",
+                        ("dataset", "method")),
+    "report": Command("pipeline.stages.report", cmd_report, "results table from the metrics files"),
+    "estimate": Command("pipeline.stages.teach", cmd_estimate,
+                        "requests, tokens and cost of the live teacher, before sending anything", ("dataset",)),
+    "schemas": Command("pipeline.schemas_io", cmd_schemas, "regenerate schemas/*.schema.json from the models"),
+    "validate": Command("pipeline.spec", cmd_validate, "validate params.yaml"),
+    "use-profile": Command("pipeline.profiles", cmd_use_profile, "copy profiles/<name>.yaml over params.yaml"),
 }
 
 
@@ -113,18 +114,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="the spec (default: params.yaml)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (fn, help_, needs) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_)
-        for n in needs:
+    for name, c in COMMANDS.items():
+        p = sub.add_parser(name, help=c.help)
+        for n in c.needs:
             p.add_argument(f"--{n}", required=True)
         if name == "use-profile":
             p.add_argument("name")
-        p.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
     try:
-        args.fn(args)
+        command = COMMANDS[args.command]
+        command.handler(args, importlib.import_module(command.module))
     except PipelineError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

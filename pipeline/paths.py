@@ -6,6 +6,16 @@ import subprocess
 from functools import lru_cache
 from pathlib import Path
 
+# Where the stages' artifacts live, relative to the stage's working directory (the project, or DVC's
+# copy of it). Backends under pipeline/teacher write none of them: the stages do.
+PREPARED = Path("data/prepared")
+TEACHER = Path("data/teacher")
+ASSEMBLED = Path("data/assembled")
+MODELS = Path("models")
+RESULTS = Path("results")
+METRICS = Path("metrics")
+QUARANTINE = "quarantine.jsonl"  # in TEACHER/<dataset>/: live-teacher outputs without an answer or verdict
+
 
 @lru_cache(maxsize=1)
 def project_root() -> Path:

@@ -1,6 +1,8 @@
 """Pydantic models of every artifact that passes between stages. ``schemas/*.schema.json`` are
-generated from these (``python -m pipeline schemas``; a test keeps them in sync), and every
-artifact is checked against its schema when written and when read."""
+generated from these (``python -m pipeline schemas``; a test keeps them in sync). The stages build
+and read these models through ``artifacts.write_records`` / ``read_records`` (JSON lines) and
+``write_model`` / ``read_model`` (JSON files), which check every artifact against its schema when
+written and when read."""
 from __future__ import annotations
 
 from typing import Literal, Optional
@@ -90,8 +92,12 @@ class SplitCounts(Record):
 class PrepareMetrics(Record):
     dataset: str
     rows: SplitCounts
-    source_rows: dict[str, int] = Field(description="rows per split in the source, before carving and limits (aligns DSS teacher files)")
+    source_rows: dict[str, int] = Field(description="rows per split in the source (after its split manifest, if any), before carving and limits (aligns DSS teacher files)")
     valid_carved_from_train: bool
+    manifest: Optional[str] = Field(None, description="the split manifest the source rows were assigned by, if any")
+    manifest_loaded_rows: Optional[dict[str, int]] = Field(None, description="with a manifest: rows per split as the source lists them, before the manifest re-split them")
+    manifest_dropped: int = Field(0, ge=0, description="source rows whose id is in no split of the manifest (dropped)")
+    duplicate_questions: int = Field(0, ge=0, description="source rows (after the manifest) whose question repeats an earlier row's, case- and whitespace-insensitive: each kept as a row of its own, with an id of its own")
 
 
 class TeachSplitMetrics(Record):
@@ -109,6 +115,16 @@ class TeachSplitMetrics(Record):
     unmatched_source_rows: int = 0
 
 
+class TeacherBudget(Record):
+    """``budget_usd``: a cap on the total spend on the endpoint and model, across runs and datasets (journal)."""
+
+    budget_usd: Optional[float] = Field(description="the cap (None: no cap)")
+    spent_before_usd: float = Field(ge=0, description="spent on this endpoint and model before this run (journal)")
+    spent_usd: float = Field(ge=0, description="spent by this run")
+    reserved_peak_usd: float = Field(ge=0, description="the most reserved at once by requests in flight (their worst case)")
+    left_usd: Optional[float] = Field(description="the cap less everything spent (None: no cap)")
+
+
 class TeacherUsage(Record):
     """Requests, tokens and cost of the live teacher (``openai`` backend)."""
 
@@ -119,7 +135,7 @@ class TeacherUsage(Record):
     samples: int = Field(ge=0, description="teacher outputs in the records: CoTs + self-evaluations")
     cached_samples: int = Field(ge=0, description="of those, already in the journal before this run")
     requests: int = Field(ge=0, description="requests this run sent that returned samples")
-    http_attempts: int = Field(ge=0, description="HTTP requests this run made, the client's retries included")
+    http_attempts: int = Field(ge=0, description="chat-completions HTTP requests this run made, the client's retries included (not the connection check)")
     rate_limited: int = Field(ge=0, description="429 answers this run received (retried by the client)")
     prompt_tokens: int = Field(ge=0, description="this run")
     completion_tokens: int = Field(ge=0, description="this run")
@@ -128,6 +144,7 @@ class TeacherUsage(Record):
     total_prompt_tokens: int = Field(ge=0)
     total_completion_tokens: int = Field(ge=0)
     total_cost_usd: float = Field(ge=0)
+    budget: Optional[TeacherBudget] = Field(None, description="spend against budget_usd")
     quarantined: dict[str, int] = Field(description="outputs without a parseable answer/verdict, kept in quarantine.jsonl: cot, self_eval")
     skipped_self_evals: int = Field(0, ge=0, description="unparseable CoTs that were not self-evaluated")
 
@@ -167,6 +184,69 @@ class EvalMetrics(Record):
     mlflow_run_id: Optional[str] = None
 
 
+class TrainStep(Record):
+    """One logged optimiser step (``train.log_every``): losses averaged over the step's micro-batches."""
+
+    step: int = Field(ge=1)
+    epoch: float = Field(ge=0, description="epochs done after this step")
+    loss: float = Field(description="the multi-task loss: alpha * pred_loss + (1 - alpha) * expl_loss")
+    pred_loss: float = Field(description="`predict:` (label) loss")
+    expl_loss: Optional[float] = Field(description="`explain:` (rationale) loss (None: no row of the step had a rationale)")
+    lr: float
+    examples: int = Field(ge=0, description="rows trained on in this step (all ranks)")
+
+
+class SelectionPoint(Record):
+    """One checkpoint-selection evaluation: accuracy on the validation split (and test, paper protocol)."""
+
+    step: int = Field(ge=0)
+    epoch: float = Field(ge=0)
+    valid_accuracy: float = Field(ge=0, le=1)
+    test_accuracy: Optional[float] = Field(ge=0, le=1, description="paper protocol only (None: not scored on test)")
+
+
+class TrainSummary(Record):
+    """One training stage of a method: what ran, where, how long, and the selected checkpoint."""
+
+    dataset: str
+    method: str
+    stage: Literal["stage1", "stage2"]
+    device: str
+    precision: Literal["bf16", "fp32"]
+    forward: Literal["separate", "joint"]
+    parameters: int = Field(ge=0, description="student parameters")
+    init: str = Field(description="'base' or the stage-1 checkpoint the stage started from")
+    world_size: int = Field(ge=1, description="data-parallel processes")
+    rows: int = Field(ge=0, description="training rows")
+    epochs: float = Field(ge=0)
+    steps: int = Field(ge=0, description="optimiser steps")
+    seconds: float = Field(ge=0, description="training time of this run (not counting steps before a resume)")
+    examples_per_s: Optional[float] = Field(ge=0)
+    resumed_from_step: int = Field(ge=0)
+    verdict_agreement: Optional[float] = Field(ge=0, le=1, description="stage 1: the student's verdicts vs the teacher's on held-out self-evaluations")
+    verdict_rows: int = Field(ge=0, description="stage 1: held-out self-evaluation rows behind verdict_agreement")
+    selected: Optional[SelectionPoint] = Field(description="the checkpoint saved: best validation accuracy (None: no selection)")
+    paper_protocol_best: Optional[SelectionPoint] = Field(description="the best test accuracy over the selection points (the official code's protocol)")
+
+
+class TrainingLog(TrainSummary):
+    """``models/<dataset>/<method>/{stage1,final}/training_log.json``, beside the checkpoint."""
+
+    history: list[TrainStep]
+    evals: list[SelectionPoint]
+
+
+class TrainMetrics(TrainSummary):
+    """``metrics/train/<dataset>/<method>/stage{1,2}.json``: the training log without its per-step lists."""
+
+    final_loss: Optional[float] = Field(description="loss of the last logged step")
+
+    @classmethod
+    def of(cls, log: TrainingLog) -> "TrainMetrics":
+        return cls(**{k: getattr(log, k) for k in TrainSummary.model_fields},
+                   final_loss=log.history[-1].loss if log.history else None)
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     return {
         "example": Example,
@@ -177,6 +257,8 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "teach_metrics": TeachMetrics,
         "assemble_metrics": AssembleMetrics,
         "eval_metrics": EvalMetrics,
+        "training_log": TrainingLog,
+        "train_metrics": TrainMetrics,
     }
 
 

@@ -22,13 +22,23 @@ class Strict(BaseModel):
 
 
 # --------------------------------------------------------------------------- data sources
+_MANIFEST = (
+    "split manifest (JSON: {splits: {train|valid|test: [example ids]}}): every split listed above is "
+    "loaded and pooled, and each row goes to the manifest split holding its example id, in the "
+    "manifest's order; rows whose id is in no split are dropped (counted in metrics/prepare)"
+)
+
+
 class HubSource(Strict):
-    """A dataset on the Hugging Face Hub, loaded with ``datasets.load_dataset``."""
+    """A dataset on the Hugging Face Hub (or a local copy in its layout), loaded with
+    ``datasets.load_dataset``."""
 
     kind: Literal["hub"]
-    id: str = Field(description="Hub dataset id, e.g. ChilleD/SVAMP")
+    id: str = Field(description="Hub dataset id, e.g. ChilleD/SVAMP, or a local folder in the Hub's layout "
+                    "(e.g. local_hub/ChilleD/SVAMP from scripts/make_local_hub.py)")
     config: Optional[str] = Field(None, description="Hub config name, if any")
     splits: dict[Split, str] = Field(description="canonical split -> Hub split name")
+    manifest: Optional[str] = Field(None, description=_MANIFEST)
 
 
 class LocalSource(Strict):
@@ -38,6 +48,7 @@ class LocalSource(Strict):
     kind: Literal["local"]
     format: Literal["dss", "mcckd"]
     files: dict[Split, str] = Field(description="canonical split -> file path")
+    manifest: Optional[str] = Field(None, description=_MANIFEST)
 
 
 Source = Annotated[Union[HubSource, LocalSource], Field(discriminator="kind")]
@@ -176,7 +187,7 @@ class TrainSpec(Strict):
     config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
     tokenizer: Optional[str] = Field(None, description="defaults to `student`")
     lr: float = Field(gt=0)
-    batch_size: int = Field(ge=1)
+    batch_size: int = Field(ge=1, description="rows per device per micro-step (under DDP the global batch is world size x batch_size)")
     grad_accum: int = Field(1, ge=1)
     alpha: float = Field(ge=0, le=1)
     max_input_length: int = Field(ge=8)
@@ -189,7 +200,7 @@ class TrainSpec(Strict):
         "auto", description="predict:/explain: halves in one forward pass (joint) or two (separate); "
         "auto = separate (faster in our measurements, see benchmarks/README.md). The loss is the same: each half's own token mean")
     log_every: int = Field(10, ge=1, description="optimiser steps between loss records")
-    select_every: float = Field(1.0, ge=0, description="epochs between validation evaluations for checkpoint selection (0: only at the end)")
+    select_every: float = Field(1.0, ge=0, description="epochs between validation evaluations for checkpoint selection, counted across epoch boundaries (fractions allowed; each point is evaluated after the first optimiser step that reaches it); the end of training is always evaluated, once (0: only at the end)")
     paper_protocol: bool = Field(True, description="also score the test split at every selection point and report the best (the official code's selection), labelled as such")
     select_batch_size: int = Field(64, ge=1)
     select_max_new_tokens: int = Field(64, ge=1)

@@ -4,8 +4,8 @@ Serves ``POST /v1/chat/completions`` (``n`` and ``usage`` included) with determi
 from the prompt: a chain of thought ending ``The answer is (a + b).`` for SVAMP, ``So the answer is
 (x) choice.`` for CommonsenseQA, ``So the answer is <label>.`` for ANLI, and a self-evaluation ending
 ``Evaluation result: the given answer is <verdict>.`` for self-evaluation prompts. It counts every
-request and can inject faults: 429s, 500s, slow responses, unparseable outputs, and an endpoint
-that ignores or rejects ``n``. Loopback only.
+request and can inject faults: 429s, 500s, slow responses, unparseable outputs, an endpoint
+that ignores or rejects ``n``, and a server that dies mid-run (``go_down``). Loopback only.
 
 In tests::
 
@@ -135,6 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout) or was killed
 
     def do_GET(self):  # noqa: N802
+        if self._gone():
+            return
         if self.path.rstrip("/") != "/stats":
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -145,10 +147,18 @@ class _Handler(BaseHTTPRequestHandler):
                     "choices": st.choices, "garbage": st.garbage, "slow": st.slow}
         self._send(200, body)
 
+    def _gone(self) -> bool:
+        """After ``go_down``: close the connection without an answer, like a server that died."""
+        if self.server.fake.down:
+            self.close_connection = True
+        return self.server.fake.down
+
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         fake = self.server.fake
+        if self._gone():
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             return
@@ -232,6 +242,7 @@ class FakeOpenAI:
         self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.fake = self
         self._thread: Optional[threading.Thread] = None
+        self.down = False
 
     @property
     def port(self) -> int:
@@ -255,6 +266,11 @@ class FakeOpenAI:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+    def go_down(self) -> None:
+        """The server dies mid-run: new connections are refused, open ones are closed unanswered."""
+        self.down = True
+        self.stop()
 
     def __enter__(self) -> "FakeOpenAI":
         return self.start()

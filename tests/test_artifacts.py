@@ -131,3 +131,143 @@ def test_read_json_corrupt(tmp_path):
     path.write_text('{\n  "dataset": "svamp",\n  "rows": \n}\n', encoding="utf-8")
     with pytest.raises(PipelineError, match=rf"{path.name}:4: corrupt JSON"):
         read_json(path)
+
+
+# --------------------------------------------------------------------------- typed: records.py models
+from pipeline.artifacts import read_model, read_records, schema_name, write_model, write_records  # noqa: E402
+from pipeline.records import (  # noqa: E402
+    AssembleMetrics, CoT, EvalMetrics, Evaluation, Example, PrepareMetrics, Prediction, SelectionPoint, TeacherRecord,
+    TeachMetrics, TeachSplitMetrics, TrainingLog, TrainMetrics, TrainRow, TrainStep, artifact_models,
+)
+
+_POINT = SelectionPoint(step=4, epoch=0.5, valid_accuracy=0.25, test_accuracy=None)
+_LOG = TrainingLog(
+    dataset="svamp", method="cot5_se", stage="stage2", device="cpu", precision="fp32", forward="separate",
+    parameters=1234, init="models/svamp/cot5_se/stage1", world_size=1, rows=10, epochs=1.0, steps=8, seconds=1.5,
+    examples_per_s=53.3, resumed_from_step=0, verdict_agreement=None, verdict_rows=0,
+    history=[TrainStep(step=4, epoch=0.5, loss=2.5, pred_loss=2.0, expl_loss=3.0, lr=1e-3, examples=4),
+             TrainStep(step=8, epoch=1.0, loss=float("nan"), pred_loss=1.0, expl_loss=None, lr=0.0, examples=2)],
+    evals=[_POINT, SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.125, test_accuracy=0.5)],
+    selected=_POINT, paper_protocol_best=SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.125, test_accuracy=0.5),
+)
+RECORDS = {
+    Example: [Example.model_validate(e) for e in EXAMPLES],
+    TeacherRecord: [TeacherRecord(id="a1", split="train", label="3", cots=[
+        CoT(text="1 + 2 = 3. The answer is 3.", rationale="1 + 2 = 3.", answer="3", status="ok", correct=True,
+            source="x.json#0", evaluations=[Evaluation(text="ok. Evaluation result: the given answer is correct.",
+                                                       explanation="ok.", verdict="correct", status="ok")]),
+        CoT(text="no idea", rationale=None, answer=None, status="no_answer", reason="no answer sentence",
+            correct=None, source="x.json#0")]),
+        TeacherRecord(id="a2", split="train", label="4", cots=[])],
+    TrainRow: [TrainRow(id="a1", cot_index=0, input="q", label="3", rationale="1 + 2 = 3."),
+               TrainRow(id="a1", cot_index=0, eval_index=2, input="q", label="correct", rationale="ok.")],
+    Prediction: [Prediction(id="a1", input="q", gold="3", prediction="3", correct=True, rationale=None)],
+}
+MODELS = [
+    PrepareMetrics(dataset="svamp", rows={"train": 3, "valid": 1, "test": 2}, source_rows={"train": 4, "test": 2},
+                   valid_carved_from_train=True),
+    TeachMetrics(dataset="svamp", backend="replay", splits={"train": TeachSplitMetrics(
+        questions=2, questions_with_cots=1, cots=2, parsed=1, parse_rate=0.5, accuracy=1.0, correct=1,
+        cot_accuracy=0.5, evaluations=1, verdicts={"correct": 1}, verdict_agreement=1.0)}),
+    AssembleMetrics(dataset="svamp", method="cot5", questions=2, stage2_rows=1, stage1_rows=1, valid_rows=1,
+                    excluded_unparseable=1, excluded_unparseable_evaluations=0, questions_without_cots=1),
+    EvalMetrics(dataset="svamp", method="cot5", split="test", accuracy=0.5, correct=1, total=2, selected_step=4,
+                valid_accuracy=0.25, paper_protocol_accuracy=0.5, paper_protocol_step=8, mlflow_run_id="abc"),
+    _LOG,
+    TrainMetrics.of(_LOG),
+]
+
+
+def _same(a, b) -> bool:  # model equality, with NaN equal to itself (a diverged loss is logged as NaN)
+    return json.dumps(a.model_dump(mode="json")) == json.dumps(b.model_dump(mode="json"))
+
+
+def test_every_artifact_model_is_covered():
+    covered = {type(m) for m in MODELS} | set(RECORDS)
+    assert covered == set(artifact_models().values())
+    assert {schema_name(m) for m in covered} == set(artifact_models())
+
+
+@pytest.mark.parametrize("model", list(RECORDS), ids=lambda m: m.__name__)
+def test_records_round_trip(tmp_path, model):
+    path = tmp_path / "sub" / "rows.jsonl"
+    assert write_records(path, iter(RECORDS[model])) == len(RECORDS[model])
+    back = read_records(path, model)
+    assert back == RECORDS[model] and all(type(r) is model for r in back)
+    # the file is the schema's JSON: what the untyped reader (other tools) sees
+    assert read_jsonl(path, schema_name(model)) == [r.model_dump(mode="json") for r in RECORDS[model]]
+    assert [p.name for p in path.parent.iterdir()] == ["rows.jsonl"]
+
+
+@pytest.mark.parametrize("obj", MODELS, ids=lambda m: type(m).__name__)
+def test_model_round_trip(tmp_path, obj):
+    path = tmp_path / "m.json"
+    write_model(path, obj)
+    back = read_model(path, type(obj))
+    assert type(back) is type(obj) and _same(back, obj)
+    assert read_json(path, schema_name(type(obj))) == json.loads(json.dumps(obj.model_dump(mode="json")))
+
+
+def test_training_log_metrics_summary():
+    s = TrainMetrics.of(_LOG)
+    assert s.final_loss != s.final_loss  # the last logged step's loss (NaN here)
+    assert s.selected == _POINT and not hasattr(s, "history")
+
+
+def test_read_records_schema_violation_is_one_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    write_records(path, RECORDS[TrainRow])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines.insert(1, "")  # blank lines are skipped but counted
+    lines.append(json.dumps({**json.loads(lines[0]), "cot_index": "first"}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(PipelineError) as ei:
+        read_records(path, TrainRow)
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith(f"{path}:4: ") and "train_row.schema.json" in msg and "cot_index" in msg
+
+
+def test_read_model_schema_violation_is_one_line(tmp_path):
+    path = tmp_path / "training_log.json"
+    write_model(path, _LOG)
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    obj["history"][1]["examples"] = -1
+    path.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+    with pytest.raises(PipelineError) as ei:
+        read_model(path, TrainingLog)
+    msg = str(ei.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: ") and "training_log.schema.json at history/1/examples" in msg
+    del obj["history"][1]["examples"], obj["selected"]
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    with pytest.raises(PipelineError, match=r"training_log\.json: does not match training_log\.schema\.json"):
+        read_model(path, TrainingLog)
+
+
+def test_write_invalid_model_refused_and_atomic(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    write_records(path, RECORDS[Example])
+    before = path.read_bytes()
+    bad = RECORDS[Example][1].model_copy(update={"index": -1})  # model_copy does not validate: the schema does
+    with pytest.raises(PipelineError) as ei:
+        write_records(path, [RECORDS[Example][0], bad])
+    msg = str(ei.value)
+    assert "\n" not in msg and f"{path}:2 (being written)" in msg and "example.schema.json at index" in msg
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+    log = tmp_path / "log.json"
+    with pytest.raises(PipelineError, match=r"log\.json \(being written\): does not match training_log"):
+        write_model(log, _LOG.model_copy(update={"steps": -3}))
+    assert not log.exists()
+
+
+def test_model_valid_by_schema_but_not_by_model_is_one_line(tmp_path):
+    # the schema is checked first; should a model be stricter than its schema, the model's error is one line too
+    from pipeline.artifacts import parse_model
+
+    with pytest.raises(PipelineError) as ei:
+        parse_model(Example, {**EXAMPLES[0], "index": "x"}, "somewhere:7")
+    assert str(ei.value).startswith("somewhere:7: not a valid Example at index: ") and "\n" not in str(ei.value)
+
+
+def test_typed_helpers_refuse_models_without_a_schema(tmp_path):
+    with pytest.raises(TypeError, match="TrainStep is not an artifact model"):
+        write_records(tmp_path / "x.jsonl", [_LOG.history[0]])

@@ -1,43 +1,20 @@
 """End to end: the real `dvc repro` of the offline profile in a temporary copy of the project, on
 tiny settings; then a no-op second repro, and `dvc exp run -S train.lr=...` re-running only the
-training, evaluation and report stages."""
+training, evaluation and report stages; then code changes (the SVAMP scorer, the training loop)
+re-running exactly the stages that run that code."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from support.deps import covers, load_stages
+from support.e2e import copy_project, ran_stages, sh
 
 pytestmark = pytest.mark.e2e
-
-
-def _env(proj: Path) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(DVC_NO_ANALYTICS="1", TOKENIZERS_PARALLELISM="false", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", PYTHONUNBUFFERED="1")
-    for k in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        env.pop(k, None)
-    return env
-
-
-def sh(cmd: list[str], proj: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    r = subprocess.run(cmd, cwd=proj, env=_env(proj), capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} exited {r.returncode}\n--- stdout\n{r.stdout[-4000:]}\n--- stderr\n{r.stderr[-4000:]}")
-    return r
-
-
-def ran_stages(out: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", out)
 
 
 def tiny_params(path: Path) -> None:
@@ -54,23 +31,6 @@ def tiny_params(path: Path) -> None:
     p["evaluate"]["rationale_max_new_tokens"] = 8
     with open(path, "w") as f:
         yaml.dump(p, f)
-
-
-def copy_project(base: Path) -> Path:
-    """The project's files (tracked or not ignored, no generated results) in ``base/proj``, with
-    ``base/shared`` pointing at the shared data, as in a fresh clone."""
-    if not SHARED.exists():
-        pytest.fail(f"{SHARED} is missing: the tests read the shared data in place")
-    proj = base / "proj"
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                           text=True, check=True).stdout.split("\n")
-    for f in filter(None, files):
-        src = ROOT / f
-        if src.is_file() and not f.startswith(("metrics/", "reports/results", "dvc.lock", "tests/")):
-            (proj / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, proj / f)
-    os.symlink(SHARED, base / "shared")
-    return proj
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +124,112 @@ def test_repro_then_noop_then_experiments(project):
                                               "train_se@svamp-cot5_se", "evaluate_se@svamp-cot5_se", "report"}, exp_run.stdout
     asm = json.loads((proj / "metrics/assemble/svamp/cot5_se.json").read_text())
     assert asm["stage1_rows"] == 2 * 5 * 3
+    _FLOW_DONE.add(proj)
+
+
+_FLOW_DONE: set = set()  # projects whose repro/experiment flow above completed
+
+
+def stage_names(proj: Path) -> set[str]:
+    return set(sh(["dvc", "stage", "list", "--name-only"], proj).stdout.split())
+
+
+def changed_stages(proj: Path) -> set[str]:
+    return set(json.loads(sh(["dvc", "status", "--json"], proj).stdout or "{}"))
+
+
+def stages_whose_deps_cover(proj: Path, path: str) -> set[str]:
+    """The stages (foreach/matrix expanded) whose dvc.yaml deps list ``path`` or a folder above it."""
+    templates = {name for name, st in load_stages(proj).items() if any(covers(d.rstrip("/"), path) for d in st["deps"])}
+    return {s for s in stage_names(proj) if s.split("@")[0] in templates}
+
+
+def downstream(proj: Path, stages: set[str]) -> set[str]:
+    """The stages that read, directly or not, an output of ``stages`` (from `dvc dag`)."""
+    edges = re.findall(r'"([^"]+)" -> "([^"]+)"', sh(["dvc", "dag", "--dot"], proj).stdout)
+    out, todo = set(), list(stages)
+    while todo:
+        s = todo.pop()
+        for a, b in edges:
+            if a == s and b not in out:
+                out.add(b)
+                todo.append(b)
+    return out - set(stages)
+
+
+def make_svamp_always_correct(path: Path) -> None:
+    """Insert ``return True`` at the top of ``SVAMP.is_correct``, wherever it sits in the file."""
+    import ast
+
+    src = path.read_text()
+    cls = next(n for n in ast.parse(src).body if isinstance(n, ast.ClassDef) and n.name == "SVAMP")
+    fn = next(n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == "is_correct")
+    lines = src.splitlines(keepends=True)
+    first = fn.body[0]
+    lines.insert(first.lineno - 1, " " * first.col_offset + "return True  # e2e probe: every prediction is correct\n")
+    path.write_text("".join(lines))
+
+
+def upstream(proj: Path, stages: set[str]) -> set[str]:
+    """The stages whose outputs ``stages`` read, directly or not (from `dvc dag`)."""
+    edges = re.findall(r'"([^"]+)" -> "([^"]+)"', sh(["dvc", "dag", "--dot"], proj).stdout)
+    out, todo = set(), list(stages)
+    while todo:
+        s = todo.pop()
+        for a, b in edges:
+            if b == s and a not in out:
+                out.add(a)
+                todo.append(a)
+    return out - set(stages)
+
+
+def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
+    """dvc.yaml's code deps at work (tests/test_deps.py checks them statically): a training-code
+    change never re-runs the teacher, and a scorer change makes every stage that runs the scorer
+    stale, and re-scores every SVAMP student."""
+    proj = project
+    if proj not in _FLOW_DONE:
+        pytest.skip("the repro/experiment flow above did not complete")
+    assert changed_stages(proj) == set()  # the workspace holds the last experiment's results
+    names = stage_names(proj)
+
+    # the training loop: a comment line re-runs training and evaluation, never prepare or the teacher
+    with open(proj / "pipeline/student/loop.py", "a") as f:
+        f.write("\n# e2e probe: a training-code change\n")
+    training = stages_whose_deps_cover(proj, "pipeline/student/loop.py")
+    assert changed_stages(proj) == training
+    out = sh(["dvc", "repro"], proj).stdout
+    ran = set(ran_stages(out))
+    print("training-code probe re-ran:", sorted(ran))
+    # the stages that run the loop, and (where their checkpoints changed) the ones reading them
+    assert training <= ran <= training | downstream(proj, training), out
+    assert not any(s.startswith(("prepare@", "teach@", "assemble")) for s in ran), ran
+    for kind in ("train", "pretrain_se", "train_se"):
+        every = {s for s in names if s.startswith(f"{kind}@")}
+        assert every and every <= ran, (kind, every - ran)
+    evals = {s for s in names if s.startswith(("evaluate@", "evaluate_se@"))}
+    assert evals & training <= ran  # those that import the loop; the rest re-run if their model changed
+    assert ("report" in ran) == bool(evals & ran)
+    assert changed_stages(proj) == set()
+
+    # the scorer: SVAMP's is_correct now says yes to everything. `dvc status` says exactly which
+    # stages a `dvc repro` would re-run; re-running the SVAMP evaluations (and the stale stages they
+    # read) re-scores every SVAMP student with the new scorer
+    make_svamp_always_correct(proj / "pipeline/tasks/svamp.py")
+    scorer = stages_whose_deps_cover(proj, "pipeline/tasks/svamp.py")
+    assert changed_stages(proj) == scorer
+    svamp_evals = {s for s in names if re.match(r"evaluate(_se)?@svamp-", s)}
+    assert len(svamp_evals) == len(ONE_STAGE + TWO_STAGE) and svamp_evals <= scorer
+    student = {f"pipeline/student/{f.name}" for f in (proj / "pipeline/student").glob("*.py")}
+    assert not set().union(*(stages_whose_deps_cover(proj, f) for f in student)) - scorer
+    want = (svamp_evals | upstream(proj, svamp_evals)) & scorer
+    out = sh(["dvc", "repro", *sorted(svamp_evals)], proj).stdout
+    ran = set(ran_stages(out))
+    print("scorer probe re-ran:", sorted(ran))
+    assert ran == want, out
+    assert {"prepare@svamp", "teach@svamp"} <= ran
+    for m in ONE_STAGE + TWO_STAGE:
+        ev = json.loads((proj / f"metrics/evaluate/svamp/{m}.json").read_text())
+        assert ev["accuracy"] == 1.0 and ev["correct"] == ev["total"] == 24, (m, ev)
+    # what is left stale: the other datasets' stages that run the scorer, and the report
+    assert changed_stages(proj) == (scorer - ran) | {"report"}

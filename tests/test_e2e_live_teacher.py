@@ -13,7 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from fake_openai import FakeOpenAI
-from test_e2e import copy_project, ran_stages
+from support.e2e import copy_project, ran_stages
 
 pytestmark = pytest.mark.e2e
 SENTINEL = "sk-sentinel-e2e-0123456789abcdefghijklmnop"

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_cli_errors import cli, edit_params, ok, proj  # noqa: F401  (fixture)
+from support.cli import cli, edit_params, ok
 
 
 def _tiny(doc):
@@ -28,22 +28,22 @@ def _history(proj: Path) -> list:
     return json.loads((proj / "models/cqa/cot1/final/training_log.json").read_text())
 
 
-def test_train_resumes_after_sigkill(proj):  # noqa: F811
-    edit_params(proj, _tiny)
+def test_train_resumes_after_sigkill(cli_project):
+    edit_params(cli_project, _tiny)
     for stage in (["prepare", "--dataset", "cqa"], ["teach", "--dataset", "cqa"],
                   ["assemble", "--dataset", "cqa", "--method", "cot1"]):
-        ok(cli(proj, *stage))
+        ok(cli(cli_project, *stage))
 
     # the uninterrupted run, for reference
-    ok(cli(proj, "train", "--dataset", "cqa", "--method", "cot1"))
-    straight = _history(proj)
+    ok(cli(cli_project, "train", "--dataset", "cqa", "--method", "cot1"))
+    straight = _history(cli_project)
     assert straight["steps"] == 16 and straight["resumed_from_step"] == 0
 
-    env = dict(os.environ, DVC_ROOT=str(proj), TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, DVC_ROOT=str(cli_project), TOKENIZERS_PARALLELISM="false")
     env.pop("MLFLOW_TRACKING_URI", None)
     p = subprocess.Popen([sys.executable, "-m", "pipeline", "train", "--dataset", "cqa", "--method", "cot1"],
-                         cwd=proj, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = proj / ".checkpoints/cqa/cot1/stage2/state.pt"
+                         cwd=cli_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = cli_project / ".checkpoints/cqa/cot1/stage2/state.pt"
     deadline = time.time() + 120
     import torch
 
@@ -60,8 +60,8 @@ def test_train_resumes_after_sigkill(proj):  # noqa: F811
     killed_at = torch.load(state, map_location="cpu", weights_only=False)["step"]
     assert 4 <= killed_at < 16, "the run finished before it could be killed"
 
-    ok(cli(proj, "train", "--dataset", "cqa", "--method", "cot1"))
-    resumed = _history(proj)
+    ok(cli(cli_project, "train", "--dataset", "cqa", "--method", "cot1"))
+    resumed = _history(cli_project)
     assert resumed["resumed_from_step"] >= killed_at
     assert resumed["steps"] == 16
     assert not state.exists(), "resume state is removed after a successful run"

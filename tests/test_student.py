@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from pipeline.student.batches import Encoded, collate, length_grouped_batches
-from pipeline.student.loop import LoopConfig, generate, multitask_loss, train
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from pipeline.student.generate import generate
+from pipeline.student.loop import LoopConfig, train
+from pipeline.student.loss import multitask_loss
+from support import SHARED
 
 
 def tiny_model(seed=0):

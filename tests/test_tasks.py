@@ -237,3 +237,26 @@ def test_parse_self_evaluation_verdicts(word, verdict):
 def test_parse_self_evaluation_none():
     assert parse_self_evaluation("The given answer seems fine to me.") == (None, None)
     assert parse_self_evaluation("") == (None, None)
+
+
+# --------------------------------------------------------------------------- shared parse skeleton, choices
+@pytest.mark.parametrize("name", ["svamp", "cqa", "anli"])
+def test_parse_skeleton_is_shared(name):
+    """Task.parse_answer: the empty check, the run-on cut and the answer sentence by mode are the same
+    for every task; only the reading of the answer after the sentence is the task's."""
+    t = get_task(name)
+    assert t.parse_answer(" \n").status == "empty"
+    p = t.parse_answer("No answer sentence here.")
+    assert (p.status, p.reason) == ("no_answer", f"no '{t.answer_phrase}' sentence")
+    run_on = f"Some reasoning.\n\nQ: next exemplar\nA: more. {t.answer_phrase} (a) x."
+    assert t.parse_answer(run_on).status == "no_answer"  # the answer sentence of a run-on is not read
+
+
+def test_prompt_choices_are_the_tasks_formatting(cqa):
+    from pipeline.teacher.prompts import example_values
+
+    ex = {"question": "Where do trees grow?", "choices": ["wooded \n  area", *CHOICES[1:]], "label": "wooded area"}
+    values = example_values(cqa, ex)
+    assert values["choices"] == cqa.format_choices(["wooded area", *CHOICES[1:]])
+    assert values["choices"].splitlines() == ["(a) wooded area", "(b) desert", "(c) wooded area", "(d) city", "(e) sky"]
+    assert cqa.model_input({"question": "q", "choices": CHOICES}) == "q\nAnswer Choices:\n" + cqa.format_choices(CHOICES)

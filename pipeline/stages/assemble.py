@@ -1,4 +1,5 @@
-"""assemble: the training rows of one method (``train_row.schema.json``).
+"""assemble: the training rows of one method (``TrainRow``, ``train_row.schema.json``), built from the
+teacher's records (``TeacherRecord``) and the prepared examples (``Example``).
 
 - ``stage2.jsonl`` (the CoT/label stage; the only stage of one-stage methods): for ``cots: 0`` one
   row per question with the gold or teacher label; for ``cots: k`` one row per usable CoT among the
@@ -16,7 +17,8 @@ excluded and counted, never trained on with a blank target and never shifted ont
 """
 from __future__ import annotations
 
-from ..artifacts import read_jsonl, write_json, write_jsonl
+from ..artifacts import read_records, write_model, write_records
+from ..records import AssembleMetrics, Example, TeacherRecord, TrainRow
 from ..spec import Params
 from ..tasks import get_task
 from .common import ASSEMBLED, METRICS, TEACHER, dataset_spec, method_spec, read_prepared
@@ -28,83 +30,85 @@ def se_input(mode: str, question_input: str, cot_text: str) -> str:
     return cot_text.strip()
 
 
-def se_rows(params: Params, rec: dict, inp: str, m) -> tuple[list[dict], int]:
+def se_rows(params: Params, rec: TeacherRecord, inp: str, m) -> tuple[list[TrainRow], int]:
     """Stage-1 rows of one question: its first k CoTs that carry self-evaluations x their first m
     evaluations; evaluations without a verdict are dropped and counted."""
     rows, dropped = [], 0
-    evaluated = [(j, c) for j, c in enumerate(rec["cots"]) if c["evaluations"]][: m.cots]
+    evaluated = [(j, c) for j, c in enumerate(rec.cots) if c.evaluations][: m.cots]
     for j, c in evaluated:
-        for e_i, e in enumerate(c["evaluations"][: m.self_eval]):
-            if e["status"] != "ok" or not (e["explanation"] or "").strip():
+        for e_i, e in enumerate(c.evaluations[: m.self_eval]):
+            if e.status != "ok" or not (e.explanation or "").strip():
                 dropped += 1
                 continue
-            rows.append(dict(id=rec["id"], cot_index=j, eval_index=e_i,
-                             input=se_input(params.assemble.se_input, inp, c["text"]),
-                             label=e["verdict"], rationale=e["explanation"]))
+            rows.append(TrainRow(id=rec.id, cot_index=j, eval_index=e_i,
+                                 input=se_input(params.assemble.se_input, inp, c.text),
+                                 label=e.verdict, rationale=e.explanation))
     return rows, dropped
 
 
-def build(params: Params, dataset: str, method: str, teacher_train: list[dict], examples: dict,
-          teacher_valid: list[dict] | None = None) -> tuple[dict, dict]:
+def build(params: Params, dataset: str, method: str, teacher_train: list[TeacherRecord],
+          examples: dict[str, list[Example]], teacher_valid: list[TeacherRecord] | None = None,
+          ) -> tuple[dict[str, list[TrainRow]], AssembleMetrics]:
     spec, m = dataset_spec(params, dataset), method_spec(params, method)
     task = get_task(spec.task)
-    ex_by_id = {ex["id"]: ex for ex in examples["train"]}
-    stage1, stage2 = [], []
+    model_input = lambda ex: task.model_input(ex.model_dump())  # noqa: E731  (the Task methods take dicts)
+    ex_by_id = {ex.id: ex for ex in examples["train"]}
+    stage1: list[TrainRow] = []
+    stage2: list[TrainRow] = []
     excluded = excluded_evals = no_cots = 0
     for rec in teacher_train:
-        ex = ex_by_id[rec["id"]]
-        inp = task.model_input(ex)
+        ex = ex_by_id[rec.id]
+        inp = model_input(ex)
         if m.cots == 0:
             if m.labels == "gold":
-                stage2.append(dict(id=ex["id"], cot_index=None, input=inp, label=ex["label"], rationale=None))
+                stage2.append(TrainRow(id=ex.id, cot_index=None, input=inp, label=ex.label, rationale=None))
                 continue
-            if not rec["cots"]:
+            if not rec.cots:
                 no_cots += 1
                 continue
-            first = rec["cots"][0]
-            if first["status"] != "ok":
+            first = rec.cots[0]
+            if first.status != "ok":
                 excluded += 1
                 continue
-            stage2.append(dict(id=ex["id"], cot_index=0, input=inp, label=first["answer"], rationale=None))
+            stage2.append(TrainRow(id=ex.id, cot_index=0, input=inp, label=first.answer, rationale=None))
             continue
-        cots = rec["cots"][: m.cots]
+        cots = rec.cots[: m.cots]
         if not cots:
             no_cots += 1
         for j, c in enumerate(cots):
-            if c["status"] != "ok" or not (c["rationale"] or "").strip():
+            if c.status != "ok" or not (c.rationale or "").strip():
                 excluded += 1
                 continue
-            label = c["answer"] if m.labels == "teacher" else ex["label"]
-            stage2.append(dict(id=ex["id"], cot_index=j, input=inp, label=label, rationale=c["rationale"]))
+            label = c.answer if m.labels == "teacher" else ex.label
+            stage2.append(TrainRow(id=ex.id, cot_index=j, input=inp, label=label, rationale=c.rationale))
         if m.self_eval:
             rows, dropped = se_rows(params, rec, inp, m)
             stage1 += rows
             excluded_evals += dropped
-    valid = [dict(id=ex["id"], cot_index=None, input=task.model_input(ex), label=ex["label"], rationale=None)
+    valid = [TrainRow(id=ex.id, cot_index=None, input=model_input(ex), label=ex.label, rationale=None)
              for ex in examples["valid"]]
     # held-out self-evaluations (validation questions the teacher also evaluated): stage-1 agreement
-    stage1_valid = []
+    stage1_valid: list[TrainRow] = []
     if m.self_eval:
-        valid_by_id = {ex["id"]: ex for ex in examples["valid"]}
+        valid_by_id = {ex.id: ex for ex in examples["valid"]}
         for rec in teacher_valid or []:
-            if rec["id"] in valid_by_id:
-                stage1_valid += se_rows(params, rec, task.model_input(valid_by_id[rec["id"]]), m)[0]
-    counts = {
-        "dataset": dataset, "method": method, "questions": len(teacher_train),
-        "stage2_rows": len(stage2), "stage1_rows": len(stage1), "valid_rows": len(valid),
-        "excluded_unparseable": excluded, "excluded_unparseable_evaluations": excluded_evals,
-        "questions_without_cots": no_cots, "stage1_valid_rows": len(stage1_valid),
-    }
+            if rec.id in valid_by_id:
+                stage1_valid += se_rows(params, rec, model_input(valid_by_id[rec.id]), m)[0]
+    counts = AssembleMetrics(
+        dataset=dataset, method=method, questions=len(teacher_train),
+        stage2_rows=len(stage2), stage1_rows=len(stage1), valid_rows=len(valid), stage1_valid_rows=len(stage1_valid),
+        excluded_unparseable=excluded, excluded_unparseable_evaluations=excluded_evals, questions_without_cots=no_cots,
+    )
     return {"stage1": stage1, "stage1_valid": stage1_valid, "stage2": stage2, "valid": valid}, counts
 
 
 def run(params: Params, dataset: str, method: str) -> dict:
     examples = read_prepared(dataset, ("train", "valid"))
-    teacher_train = read_jsonl(TEACHER / dataset / "train.jsonl", "teacher")
-    teacher_valid = read_jsonl(TEACHER / dataset / "valid.jsonl", "teacher")
+    teacher_train = read_records(TEACHER / dataset / "train.jsonl", TeacherRecord)
+    teacher_valid = read_records(TEACHER / dataset / "valid.jsonl", TeacherRecord)
     rows, counts = build(params, dataset, method, teacher_train, examples, teacher_valid)
     out = ASSEMBLED / dataset / method
     for name, rs in rows.items():
-        write_jsonl(out / f"{name}.jsonl", rs, "train_row")
-    write_json(METRICS / "assemble" / dataset / f"{method}.json", counts, "assemble_metrics")
-    return counts
+        write_records(out / f"{name}.jsonl", rs)
+    write_model(METRICS / "assemble" / dataset / f"{method}.json", counts)
+    return counts.model_dump(mode="json")

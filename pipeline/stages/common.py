@@ -1,18 +1,15 @@
 """Small helpers shared by stages: where each artifact lives."""
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..artifacts import read_jsonl
+from ..artifacts import read_records
 from ..errors import PipelineError
+from ..paths import ASSEMBLED, METRICS, MODELS, PREPARED, QUARANTINE, RESULTS, TEACHER
+from ..records import Example
 from ..spec import SPLITS, DatasetSpec, Params
 
-PREPARED = Path("data/prepared")
-TEACHER = Path("data/teacher")
-ASSEMBLED = Path("data/assembled")
-MODELS = Path("models")
-RESULTS = Path("results")
-METRICS = Path("metrics")
+# the artifact locations are defined once, in pipeline/paths.py; stages may import them from here
+__all__ = ["ASSEMBLED", "METRICS", "MODELS", "PREPARED", "QUARANTINE", "RESULTS", "TEACHER",
+           "dataset_spec", "method_spec", "read_prepared"]
 
 
 def dataset_spec(params: Params, name: str) -> DatasetSpec:
@@ -29,9 +26,9 @@ def method_spec(params: Params, name: str):
         raise PipelineError(f"method {name!r} is not a key of `methods` in params.yaml (known: {', '.join(params.methods)})") from None
 
 
-def read_prepared(dataset: str, splits=SPLITS) -> dict[str, list[dict]]:
+def read_prepared(dataset: str, splits=SPLITS) -> dict[str, list[Example]]:
     out = {}
     for split in splits:
         p = PREPARED / dataset / f"{split}.jsonl"
-        out[split] = read_jsonl(p, "example") if p.exists() else []
+        out[split] = read_records(p, Example) if p.exists() else []
     return out

@@ -1,45 +1,51 @@
-"""prepare: canonical examples per split (``example.schema.json``), a seeded validation split carved
-by question from train when the source has none, and row counts as DVC metrics."""
+"""prepare: canonical examples per split (``Example``, ``example.schema.json``), re-split by the
+source's split manifest if it has one, a seeded validation split carved by question from train when
+the source has none, and row counts as DVC metrics (``PrepareMetrics``)."""
 from __future__ import annotations
 
 import random
 
-from ..artifacts import write_json, write_jsonl
+from ..artifacts import parse_model, write_model, write_records
+from ..records import Example, PrepareMetrics
 from ..spec import SPLITS, Params
 from ..tasks import get_task
+from ..tasks.base import duplicate_questions
 from .common import METRICS, PREPARED, dataset_spec
+
+FIELDS = ("id", "question", "premise", "choices", "label")  # what a task's source row gives an Example
 
 
 def run(params: Params, dataset: str) -> dict:
     spec = dataset_spec(params, dataset)
     task = get_task(spec.task)
-    raw = task.load(spec.source)
-    splits: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    loaded = task.load_source(spec.source)  # re-split by the source's manifest, if it has one
+    raw = loaded.splits
+    splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for origin, rows in raw.items():
         for i, r in enumerate(rows):
-            splits[origin].append({**r, "split": origin, "origin": origin, "index": i})
+            row = {k: r[k] for k in FIELDS if k in r}
+            splits[origin].append(parse_model(Example, {**row, "split": origin, "origin": origin, "index": i},
+                                              f"{dataset}: source split {origin!r}, row {i}"))
     carved = bool(splits["train"]) and not splits["valid"]
     if carved:
-        # by question: every row is one question here, so no question sits on both sides
-        order = list(range(len(splits["train"])))
+        # by question: the copies of a repeated question stay on one side (without repeats, one
+        # group per row, in row order: the same split as shuffling the rows)
+        train = splits["train"]
+        groups: dict[str, list[int]] = {}
+        for i, ex in enumerate(train):
+            groups.setdefault(task.match_key(ex.model_dump()), []).append(i)
+        order = list(groups.values())
         random.Random(spec.valid.seed).shuffle(order)
         n_valid = max(1, round(len(order) * spec.valid.fraction))
-        valid_idx = set(order[:n_valid])
-        train = splits["train"]
-        splits["valid"] = [{**r, "split": "valid"} for i, r in enumerate(train) if i in valid_idx]
-        splits["train"] = [r for i, r in enumerate(train) if i not in valid_idx]
+        valid_idx = {i for group in order[:n_valid] for i in group}
+        splits["valid"] = [ex.model_copy(update={"split": "valid"}) for i, ex in enumerate(train) if i in valid_idx]
+        splits["train"] = [ex for i, ex in enumerate(train) if i not in valid_idx]
     for split, n in spec.limit.items():
         splits[split] = splits[split][:n]
-    counts = {}
-    for split in SPLITS:
-        counts[split] = write_jsonl(PREPARED / dataset / f"{split}.jsonl", _ordered(splits[split]), "example")
-    metrics = {"dataset": dataset, "rows": counts, "source_rows": {k: len(v) for k, v in raw.items()},
-               "valid_carved_from_train": carved}
-    write_json(METRICS / "prepare" / f"{dataset}.json", metrics, "prepare_metrics")
-    return metrics
-
-
-def _ordered(rows):
-    keys = ("id", "split", "origin", "index", "question", "premise", "choices", "label")
-    for r in rows:
-        yield {k: r.get(k) for k in keys if k in r or k in ("premise", "choices")}
+    counts = {split: write_records(PREPARED / dataset / f"{split}.jsonl", splits[split]) for split in SPLITS}
+    metrics = PrepareMetrics(dataset=dataset, rows=counts, source_rows={k: len(v) for k, v in raw.items()},
+                             valid_carved_from_train=carved, manifest=spec.source.manifest,
+                             manifest_loaded_rows=loaded.loaded_rows, manifest_dropped=loaded.manifest_dropped,
+                             duplicate_questions=duplicate_questions(task, raw))
+    write_model(METRICS / "prepare" / f"{dataset}.json", metrics)
+    return metrics.model_dump(mode="json")

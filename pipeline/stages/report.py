@@ -1,12 +1,14 @@
 """report: the results table (rows = methods, columns = datasets, plus teacher accuracy), regenerated
-from the DVC metrics files only, as markdown and CSV, with the reference numbers beside it."""
+from the DVC metrics files only (``EvalMetrics``, ``TeachMetrics``), as markdown and CSV, with the
+reference numbers beside it."""
 from __future__ import annotations
 
 import csv
 import io
 from pathlib import Path
 
-from ..artifacts import atomic_path, read_json
+from ..artifacts import atomic_path, read_model
+from ..records import EvalMetrics, TeachMetrics
 from ..spec import Params
 from .common import METRICS
 
@@ -21,25 +23,25 @@ def _pct(v) -> str:
 def run(params: Params) -> list[Path]:
     datasets = list(params.datasets)
     methods = params.experiment.all_methods
-    teach = {}
+    teach: dict[str, TeachMetrics] = {}
     for ds in datasets:
         p = METRICS / "teach" / f"{ds}.json"
         if p.exists():
-            teach[ds] = read_json(p, "teach_metrics")
-    results = {}
+            teach[ds] = read_model(p, TeachMetrics)
+    results: dict[tuple[str, str], EvalMetrics] = {}
     for ds in datasets:
         for m in methods:
             p = METRICS / "evaluate" / ds / f"{m}.json"
             if p.exists():
-                results[ds, m] = read_json(p, "eval_metrics")
+                results[ds, m] = read_model(p, EvalMetrics)
 
     def teacher_acc(ds):
         """The teacher's accuracy on the first split it answered in full: test, else valid, else train."""
-        s = teach.get(ds, {}).get("splits", {})
+        s = teach[ds].splits if ds in teach else {}
         for split in ("test", "valid", "train"):
             m = s.get(split)
-            if m and m["accuracy"] is not None and m["questions_with_cots"] == m["questions"]:
-                return m["accuracy"], split
+            if m and m.accuracy is not None and m.questions_with_cots == m.questions:
+                return m.accuracy, split
         return None, None
 
     rows = []
@@ -48,8 +50,8 @@ def run(params: Params) -> list[Path]:
         row = {"method": m, "labels": spec.labels, "cots": spec.cots, "self_eval": spec.self_eval}
         for ds in datasets:
             r = results.get((ds, m))
-            row[f"{ds}_selected_on_valid"] = r["accuracy"] if r else None
-            row[f"{ds}_paper_protocol"] = r["paper_protocol_accuracy"] if r else None
+            row[f"{ds}_selected_on_valid"] = r.accuracy if r else None
+            row[f"{ds}_paper_protocol"] = r.paper_protocol_accuracy if r else None
         rows.append(row)
     trow = {"method": "teacher", "labels": "", "cots": "", "self_eval": ""}
     for ds in datasets:

@@ -1,79 +1,111 @@
-"""teach: teacher records per split (``teacher.schema.json``): per question k CoTs (raw text,
-rationale, parsed answer, parse status, gold correctness) and, where the teacher gave them,
-self-evaluations of each CoT. Teacher accuracy and parse rate per split as DVC metrics."""
+"""teach: teacher records per split (``TeacherRecord``, ``teacher.schema.json``): per question k CoTs
+(raw text, rationale, parsed answer, parse status, gold correctness) and, where the teacher gave
+them, self-evaluations of each CoT. Teacher accuracy and parse rate per split as DVC metrics
+(``TeachMetrics``).
+
+The backends (``pipeline/teacher``) take example dicts and return plain records, quarantine rows and
+usage; this stage types them (``TeacherRecord``, ``TeacherUsage``) and writes every file:
+``data/teacher/<dataset>/<split>.jsonl``, ``quarantine.jsonl`` (live teacher) and
+``metrics/teach/<dataset>.json``."""
 from __future__ import annotations
 
 from collections import Counter
 
-from ..artifacts import read_json, write_json, write_jsonl
+from ..artifacts import parse_model, read_model, write_jsonl, write_model, write_records
+from ..errors import PipelineError
+from ..paths import METRICS, PREPARED, QUARANTINE, TEACHER
+from ..records import Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics
 from ..spec import SPLITS, OpenAITeacher, Params
 from ..tasks import get_task
-from .common import METRICS, TEACHER, dataset_spec, read_prepared
+from .common import dataset_spec, read_prepared
+
+
+def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[dict]]:
+    """Examples grouped by their source split, in source order (the order the teacher plans in), as
+    the plain dicts the backends and the ``Task`` methods take."""
+    by_origin: dict[str, list[Example]] = {}
+    for split in SPLITS:
+        for ex in prepared[split]:
+            by_origin.setdefault(ex.origin, []).append(ex)
+    return {origin: [ex.model_dump() for ex in sorted(exs, key=lambda e: e.index)] for origin, exs in by_origin.items()}
 
 
 def run(params: Params, dataset: str) -> dict:
     spec = dataset_spec(params, dataset)
     task = get_task(spec.task)
     prepared = read_prepared(dataset)
-    prep_metrics = read_json(METRICS / "prepare" / f"{dataset}.json", "prepare_metrics")
-    by_origin: dict[str, list[dict]] = {}
-    for split in SPLITS:
-        for ex in prepared[split]:
-            by_origin.setdefault(ex["origin"], []).append(ex)
-    for exs in by_origin.values():
-        exs.sort(key=lambda e: e["index"])
+    prep_metrics = read_model(METRICS / "prepare" / f"{dataset}.json", PrepareMetrics)
+    by_origin = _by_origin(prepared)
 
+    quarantine, usage = None, None
     if isinstance(spec.teacher, OpenAITeacher):
-        from ..teacher.openai_backend import generate
+        from ..teacher.openai import generate
 
-        recs_by_origin, unmatched, extra = generate(dataset, task, spec.teacher, by_origin)
+        out = generate(dataset, task, spec.teacher, by_origin)
+        recs_by_origin, unmatched = out.records, {split: 0 for split in by_origin}
+        quarantine = out.quarantine
+        usage = parse_model(TeacherUsage, out.usage, f"teach {dataset}: usage of the {spec.teacher.backend} teacher")
     else:
         from ..teacher.replay import replay
 
-        recs_by_origin, unmatched = replay(task, spec.teacher, by_origin, prep_metrics["source_rows"])
-        extra = {}
+        recs_by_origin, unmatched = replay(task, spec.teacher, by_origin, prep_metrics.source_rows)
 
+    # the backends return plain records (by source split): typed here, in the split each question is in
     by_id = {r["id"]: r for recs in recs_by_origin.values() for r in recs}
-    metrics = {"dataset": dataset, "backend": spec.teacher.backend, "splits": {}}
+    splits: dict[str, TeachSplitMetrics] = {}
     for split in SPLITS:
-        recs = []
-        for ex in prepared[split]:
-            r = dict(by_id[ex["id"]])
-            r["split"] = split
-            recs.append(r)
-        write_jsonl(TEACHER / dataset / f"{split}.jsonl", recs, "teacher")
+        where = f"teach {dataset}: {spec.teacher.backend} teacher record of {split} question"
+        recs = [parse_model(TeacherRecord, {**by_id[ex.id], "split": split}, f"{where} {ex.id!r}")
+                for ex in prepared[split]]
+        write_records(TEACHER / dataset / f"{split}.jsonl", recs)
         if recs:
-            metrics["splits"][split] = split_metrics(recs, unmatched.get(split, 0))
-    metrics.update(extra)
-    write_json(METRICS / "teach" / f"{dataset}.json", metrics, "teach_metrics")
-    return metrics
+            splits[split] = split_metrics(recs, unmatched.get(split, 0))
+    if quarantine is not None:
+        write_jsonl(TEACHER / dataset / QUARANTINE, quarantine, None)
+    metrics = TeachMetrics(dataset=dataset, backend=spec.teacher.backend, splits=splits, usage=usage)
+    write_model(METRICS / "teach" / f"{dataset}.json", metrics)
+    return metrics.model_dump(mode="json")
 
 
-def split_metrics(recs: list[dict], unmatched: int = 0) -> dict:
-    cots = [c for r in recs for c in r["cots"]]
-    parsed = sum(c["status"] == "ok" for c in cots)
-    first_correct = sum(bool(r["cots"]) and r["cots"][0]["correct"] is True for r in recs)
+def estimate(params: Params, dataset: str) -> None:
+    """Print the requests, tokens and cost the teach stage would send now (nothing is sent)."""
+    spec = dataset_spec(params, dataset)
+    t = spec.teacher
+    if not isinstance(t, OpenAITeacher):
+        raise PipelineError(f"datasets.{dataset}.teacher.backend is {t.backend!r}: estimate is for the openai backend")
+    if not (PREPARED / dataset).is_dir():
+        raise PipelineError(f"{PREPARED / dataset}: not found; run `python -m pipeline prepare --dataset {dataset}` first")
+    from ..teacher.openai import estimate_lines
+
+    for line in estimate_lines(dataset, get_task(spec.task), t, _by_origin(read_prepared(dataset))):
+        print(line)
+
+
+def split_metrics(recs: list[TeacherRecord], unmatched: int = 0) -> TeachSplitMetrics:
+    cots = [c for r in recs for c in r.cots]
+    parsed = sum(c.status == "ok" for c in cots)
+    first_correct = sum(bool(r.cots) and r.cots[0].correct is True for r in recs)
     verdicts: Counter = Counter()
     agree = judged = n_evals = 0
     for c in cots:
-        for e in c["evaluations"]:
+        for e in c.evaluations:
             n_evals += 1
-            verdicts[e["verdict"] or "unparsed"] += 1
-            if e["verdict"] in ("correct", "wrong") and c["correct"] is not None:
+            verdicts[e.verdict or "unparsed"] += 1
+            if e.verdict in ("correct", "wrong") and c.correct is not None:
                 judged += 1
-                agree += (e["verdict"] == "correct") == c["correct"]
-    with_cots = sum(bool(r["cots"]) for r in recs)
-    return {
-        "questions": len(recs),
-        "questions_with_cots": with_cots,
-        "cots": len(cots),
-        "parsed": parsed,
-        "parse_rate": round(parsed / len(cots), 6) if cots else None,
-        "accuracy": round(first_correct / with_cots, 6) if with_cots else None,
-        "correct": first_correct,
-        "cot_accuracy": round(sum(c["correct"] is True for c in cots) / len(cots), 6) if cots else None,
-        "evaluations": n_evals,
-        "verdicts": dict(sorted(verdicts.items())),
-        "verdict_agreement": round(agree / judged, 6) if judged else None,
-        "unmatched_source_rows": unmatched,
-    }
+                agree += (e.verdict == "correct") == c.correct
+    with_cots = sum(bool(r.cots) for r in recs)
+    return TeachSplitMetrics(
+        questions=len(recs),
+        questions_with_cots=with_cots,
+        cots=len(cots),
+        parsed=parsed,
+        parse_rate=round(parsed / len(cots), 6) if cots else None,
+        accuracy=round(first_correct / with_cots, 6) if with_cots else None,
+        correct=first_correct,
+        cot_accuracy=round(sum(c.correct is True for c in cots) / len(cots), 6) if cots else None,
+        evaluations=n_evals,
+        verdicts=dict(sorted(verdicts.items())),
+        verdict_agreement=round(agree / judged, 6) if judged else None,
+        unmatched_source_rows=unmatched,
+    )

@@ -7,16 +7,18 @@ stage-1 checkpoint when there is one, selects the checkpoint on the validation s
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from ..artifacts import read_jsonl, write_json
+from ..artifacts import read_records, write_model
 from ..errors import PipelineError
 from ..paths import project_root
+from ..records import TrainingLog, TrainMetrics, TrainRow
 from ..spec import Params
 from ..student.batches import encode_rows
-from ..student.loop import Evaluator, LoopConfig, dist_info, fingerprint, generate, pick_device, train
+from ..student.distributed import dist_info, pick_device
+from ..student.generate import generate
+from ..student.loop import Evaluator, LoopConfig, fingerprint, train
 from ..student.model import build_model, load_tokenizer, n_params
 from ..tasks import get_task
 from .common import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_prepared
@@ -38,13 +40,15 @@ def _resume_dir(dataset: str, method: str, stage: str) -> Path:
     return project_root() / ".checkpoints" / dataset / method / stage
 
 
-def _save(model, tok, out: Path, log: dict) -> None:
+def _save(model, tok, out: Path, log: TrainingLog | None) -> None:
+    """The checkpoint in ``out`` (replacing it), with its training log (None: the checkpoint only)."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    (out / "training_log.json").write_text(json.dumps(log, indent=2) + "\n")
+    if log is not None:
+        write_model(out / "training_log.json", log)
 
 
 def run_stage1(params: Params, dataset: str, method: str) -> None:
@@ -52,23 +56,23 @@ def run_stage1(params: Params, dataset: str, method: str) -> None:
     out = MODELS / dataset / method / "stage1"
     if not m.self_eval:
         raise PipelineError(f"method {method!r} has no self-evaluation stage (self_eval: 0): nothing to pretrain")
-    rows = read_jsonl(ASSEMBLED / dataset / method / "stage1.jsonl", "train_row")
-    held_out = read_jsonl(ASSEMBLED / dataset / method / "stage1_valid.jsonl", "train_row")
+    rows = read_records(ASSEMBLED / dataset / method / "stage1.jsonl", TrainRow)
+    held_out = read_records(ASSEMBLED / dataset / method / "stage1_valid.jsonl", TrainRow)
     _train_and_save(params, dataset, method, "stage1", rows, m.se_epochs, None, None, out, held_out)
 
 
 def run_stage2(params: Params, dataset: str, method: str) -> None:
     m = method_spec(params, method)
-    rows = read_jsonl(ASSEMBLED / dataset / method / "stage2.jsonl", "train_row")
-    valid = read_jsonl(ASSEMBLED / dataset / method / "valid.jsonl", "train_row")
+    rows = read_records(ASSEMBLED / dataset / method / "stage2.jsonl", TrainRow)
+    valid = read_records(ASSEMBLED / dataset / method / "valid.jsonl", TrainRow)
     init_dir = MODELS / dataset / method / "stage1" if m.self_eval else None
     if init_dir is not None and not (init_dir / "config.json").exists():
         raise PipelineError(f"{init_dir}: stage-1 checkpoint missing; run `python -m pipeline pretrain --dataset {dataset} --method {method}` (dvc repro does)")
     _train_and_save(params, dataset, method, "stage2", rows, m.epochs, valid, init_dir, MODELS / dataset / method / "final")
 
 
-def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_dir, out: Path,
-                    verdict_rows: list[dict] | None = None) -> None:
+def _train_and_save(params, dataset, method, stage, rows: list[TrainRow], epochs, valid: list[TrainRow] | None,
+                    init_dir, out: Path, verdict_rows: list[TrainRow] | None = None) -> None:
     t = params.train
     spec = dataset_spec(params, dataset)
     task = get_task(spec.task)
@@ -77,7 +81,8 @@ def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_di
     model = build_model(t, init_dir)
     if not rows:
         raise PipelineError(f"{ASSEMBLED / dataset / method}/{stage}.jsonl: no training rows (see metrics/assemble/{dataset}/{method}.json)")
-    enc = encode_rows(tok, rows, t.max_input_length, t.max_target_length)
+    row_dicts = [r.model_dump() for r in rows]  # the student's batching and the resume fingerprint take dicts
+    enc = encode_rows(tok, row_dicts, t.max_input_length, t.max_target_length)
     cfg = _loop_config(params, epochs, device)
 
     evaluator = None
@@ -88,43 +93,58 @@ def _train_and_save(params, dataset, method, stage, rows, epochs, valid, init_di
                 return sum(task.is_correct(p, g) for p, g in zip(preds, golds)) / max(1, len(golds))
             return score
 
-        v = scorer([r["input"] for r in valid], [r["label"] for r in valid]) if valid else None
+        v = scorer([r.input for r in valid], [r.label for r in valid]) if valid else None
         test_fn = None
         if t.paper_protocol:
             ev = params.evaluate
             test = read_prepared(dataset, (ev.split,))[ev.split][: ev.limit]
             if test:
-                test_fn = scorer([task.model_input(e) for e in test], [e["label"] for e in test])
+                test_fn = scorer([task.model_input(e.model_dump()) for e in test], [e.label for e in test])
         cfg.eval_every = t.select_every
         evaluator = Evaluator(valid=v, test=test_fn)
     else:
         cfg.eval_every = 0
 
     rank = dist_info()[0]
-    fp = fingerprint(params.train.model_dump(), params.seed, epochs, rows, str(init_dir), stage)
+    fp = fingerprint(params.train.model_dump(), params.seed, epochs, row_dicts, str(init_dir), stage)
     resume = _resume_dir(dataset, method, stage)
-    model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {dataset}/{method}")
+    try:
+        model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {dataset}/{method}")
+        if rank != 0:  # under DDP, rank 0 measures and writes the outputs; the others are done
+            return
+        _finish(params, dataset, method, stage, rows, epochs, init_dir, out, verdict_rows, tok, model, res, cfg, device)
+    finally:
+        _end_distributed()
+
+
+def _end_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _finish(params, dataset, method, stage, rows, epochs, init_dir, out, verdict_rows, tok, model, res, cfg, device) -> None:
+    t = params.train
     agreement = None
     if verdict_rows:
         # stage 1: how often the student's verdict matches the teacher's on held-out evaluations
-        preds = generate(model.to(device), tok, [r["input"] for r in verdict_rows], t.select_batch_size,
+        preds = generate(model.to(device), tok, [r.input for r in verdict_rows], t.select_batch_size,
                          t.select_max_new_tokens, t.max_input_length, device)
-        agreement = round(sum(p.strip().lower() == r["label"] for p, r in zip(preds, verdict_rows)) / len(verdict_rows), 6)
-    log = {
-        "verdict_agreement": agreement, "verdict_rows": len(verdict_rows or []),
-        "dataset": dataset, "method": method, "stage": stage, "device": device, "precision": "bf16" if cfg.bf16 else "fp32",
-        "forward": cfg.forward, "parameters": n_params(model), "init": str(init_dir) if init_dir else "base",
-        "rows": len(rows), "epochs": epochs, "steps": res.steps, "seconds": round(res.seconds, 3),
-        "examples_per_s": round(res.examples / res.seconds, 3) if res.seconds else None,
-        "resumed_from_step": res.resumed_from_step, "history": res.history, "evals": res.evals,
-        "selected": res.best, "paper_protocol_best": res.best_test,
-    }
-    if rank != 0:  # under DDP, rank 0 writes the outputs
-        return
+        agreement = round(sum(p.strip().lower() == r.label for p, r in zip(preds, verdict_rows)) / len(verdict_rows), 6)
+    log = TrainingLog(
+        verdict_agreement=agreement, verdict_rows=len(verdict_rows or []),
+        dataset=dataset, method=method, stage=stage, device=device, precision="bf16" if cfg.bf16 else "fp32",
+        forward=cfg.forward, parameters=n_params(model), init=str(init_dir) if init_dir else "base",
+        world_size=dist_info()[1], rows=len(rows), epochs=epochs, steps=res.steps, seconds=round(res.seconds, 3),
+        examples_per_s=round(res.examples / res.seconds, 3) if res.seconds else None,
+        resumed_from_step=res.resumed_from_step, history=res.history, evals=res.evals,
+        selected=res.best, paper_protocol_best=res.best_test,
+    )
     _save(model, tok, out, log)
-    summary = {k: v for k, v in log.items() if k not in ("history", "evals")}
-    summary["final_loss"] = res.history[-1]["loss"] if res.history else None
-    write_json(METRICS / "train" / dataset / method / f"{stage}.json", summary)
+    write_model(METRICS / "train" / dataset / method / f"{stage}.json", TrainMetrics.of(log))
     shutil.rmtree(_resume_dir(dataset, method, stage), ignore_errors=True)
+    sel = log.selected
     print(f"{stage} {dataset}/{method}: {res.steps} steps in {res.seconds:.1f}s on {device}"
-          + (f", selected step {res.best['step']} (valid {res.best['valid_accuracy']:.4f})" if res.best else ""))
+          + (f", selected step {sel.step} (valid {sel.valid_accuracy:.4f})" if sel else "")
+          + (f", {log.world_size} processes" if log.world_size > 1 else ""))

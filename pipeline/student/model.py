@@ -23,7 +23,7 @@ def load_tokenizer(spec: TrainSpec):
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:
-        raise PipelineError(f"cannot load tokenizer {name!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise PipelineError(f"cannot load tokenizer {name!r}: {_first_line(e)}") from None
 
 
 def build_model(spec: TrainSpec, init_dir: str | Path | None = None):
@@ -34,14 +34,14 @@ def build_model(spec: TrainSpec, init_dir: str | Path | None = None):
     from transformers import T5Config, T5ForConditionalGeneration
 
     if init_dir is not None:
-        return T5ForConditionalGeneration.from_pretrained(str(init_dir))
+        return load_checkpoint(str(init_dir))
     name = _local_or_hub(spec.student)
+    if not spec.from_config:
+        return load_checkpoint(name)
     try:
-        if not spec.from_config:
-            return T5ForConditionalGeneration.from_pretrained(name)
         config = T5Config.from_pretrained(name)
     except Exception as e:
-        raise PipelineError(f"cannot load student {name!r}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        raise PipelineError(f"cannot load student {name!r}: {_first_line(e)}") from None
     raw_tie = _raw_tie(name)
     for k, v in spec.config_overrides.items():
         if not hasattr(config, k):
@@ -53,6 +53,45 @@ def build_model(spec: TrainSpec, init_dir: str | Path | None = None):
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(config)
     tie_input_embeddings(model)
+    return model
+
+
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def load_checkpoint(name: str):
+    """``T5ForConditionalGeneration.from_pretrained`` (Hub id or local directory), refusing weights
+    that do not match the config: transformers would re-initialise a missing layer and only warn.
+
+    The only keys a T5 checkpoint may leave out are the tied ones: the encoder/decoder input
+    embeddings (always ``shared``), and ``lm_head`` only for an original-T5 checkpoint (which
+    scales its decoder output and ties ``lm_head`` to ``shared``). A t5-v1_1 / flan-t5 checkpoint
+    without its own ``lm_head`` would silently become a different model, so it is an error."""
+    import re
+
+    from transformers import T5ForConditionalGeneration
+
+    try:
+        model, info = T5ForConditionalGeneration.from_pretrained(name, output_loading_info=True)
+    except Exception as e:
+        raise PipelineError(f"cannot load student {name!r}: {_first_line(e)}") from None
+    tied = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
+    missing = set(info.get("missing_keys", ()))
+    if getattr(model.config, "scale_decoder_outputs", True):
+        tied.add("lm_head.weight")
+    elif model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr():
+        missing.add("lm_head.weight")  # transformers ties a missing lm_head to `shared` and says nothing
+    missing = sorted(missing - tied)
+    ignore = [re.compile(p) for p in (T5ForConditionalGeneration._keys_to_ignore_on_load_unexpected or [])]
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if not any(r.search(k) for r in ignore))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    for what, keys in (("missing from", missing), ("in the weights but not in the config of", unexpected),
+                       ("of the wrong shape in", mismatched)):
+        if keys:
+            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+            raise PipelineError(f"{name}: weights do not match the config: {len(keys)} parameter(s) {what} the "
+                                f"checkpoint, e.g. {', '.join(keys[:3])}{more}; refusing to re-initialise them")
     return model
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .base import Parsed, Task, cut_run_on, normalize_text, text_id
+from .base import Task, normalize_text
 
 LABELS = ("entailment", "neutral", "contradiction")
-_ANSWER = {"strict": re.compile(r"So the answer is\s*"), "lenient": re.compile(r"so the answer is\s*", re.IGNORECASE)}
 
 
 def _label_name(v) -> str:
@@ -24,6 +23,7 @@ def _label_name(v) -> str:
 class ANLI(Task):
     name = "anli"
     stop_markers = ("Premise:", "Q:")
+    answer_pattern = r"So the answer is\s*"
 
     def from_hub_row(self, row: dict) -> dict:  # facebook/anli
         return {"id": str(row["uid"]), "question": row["hypothesis"], "premise": row["premise"],
@@ -32,7 +32,7 @@ class ANLI(Task):
     def from_local_row(self, row: dict, fmt: str) -> dict:
         if fmt != "dss":
             raise ValueError(f"unknown format {fmt}")
-        return {"id": str(row.get("uid") or text_id(row["premise"], row["hypothesis"])),
+        return {"id": str(row["uid"]) if row.get("uid") else None,
                 "question": row["hypothesis"], "premise": row["premise"], "label": _label_name(row["label"])}
 
     def model_input(self, ex: dict) -> str:
@@ -41,19 +41,15 @@ class ANLI(Task):
     def match_key(self, ex: dict) -> str:
         return normalize_text(ex["premise"] + " " + ex["question"])
 
-    def parse_answer(self, text: str, example: Optional[dict] = None, mode: str = "strict") -> Parsed:
-        if not text or not text.strip():
-            return Parsed(None, None, "empty", "empty output")
-        body = cut_run_on(text, self.stop_markers)
-        hit = _ANSWER[mode].search(body)
-        if hit is None:
-            return Parsed(None, None, "no_answer", "no 'So the answer is' sentence")
-        rationale = body[: hit.start()].rstrip()
-        m = re.match(r"([A-Za-z]+)", body[hit.end():])
+    def id_parts(self, ex: dict) -> tuple[str, ...]:
+        return ex["premise"], ex["question"]
+
+    def _answer_from(self, rest: str, example: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+        m = re.match(r"([A-Za-z]+)", rest)
         word = m.group(1).lower() if m else ""
         if word not in LABELS:
-            return Parsed(rationale, None, "bad_answer", f"not a label: {body[hit.end():hit.end() + 30]!r}")
-        return Parsed(rationale, word, "ok")
+            return None, f"not a label: {rest[:30]!r}"
+        return word, None
 
     def is_correct(self, prediction: Optional[str], gold: str) -> bool:
         return prediction is not None and prediction.strip().lower() == gold.strip().lower()

@@ -4,10 +4,9 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from .base import Parsed, Task, cut_run_on, text_id
+from .base import Task
 
-LETTERS = "abcde"
-_ANSWER = {"strict": re.compile(r"So the answer is"), "lenient": re.compile(r"so the answer is", re.IGNORECASE)}
+LETTERS = "abcde"  # the choices' letters, as the student's input and the teacher's prompts show them
 
 
 class CQA(Task):
@@ -28,33 +27,27 @@ class CQA(Task):
         choices = list(row["choices"])
         if len(choices) != 5:
             raise ValueError(f"expected 5 choices, got {len(choices)}")
-        return {"id": str(row.get("id") or text_id(row["question"])), "question": row["question"],
+        return {"id": str(row["id"]) if row.get("id") else None, "question": row["question"],
                 "choices": choices, "label": row["answer"]}
 
     def model_input(self, ex: dict) -> str:
-        lines = [ex["question"], "Answer Choices:"]
-        lines += [f"({LETTERS[i]}) {c}" for i, c in enumerate(ex["choices"])]
-        return "\n".join(lines)
+        return "\n".join([ex["question"], "Answer Choices:", self.format_choices(ex["choices"])])
 
-    def parse_answer(self, text: str, example: Optional[dict] = None, mode: str = "strict") -> Parsed:
-        if not text or not text.strip():
-            return Parsed(None, None, "empty", "empty output")
-        body = cut_run_on(text, self.stop_markers)
-        hit = _ANSWER[mode].search(body)
-        if hit is None:
-            return Parsed(None, None, "no_answer", "no 'So the answer is' sentence")
-        rationale = body[: hit.start()].rstrip()
-        rest = body[hit.end():].split("\n", 1)[0].strip()
-        m = re.match(r"\(?([a-eA-E])\)\s*(.*)$", rest)
+    def format_choices(self, choices: list[str]) -> str:
+        return "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
+
+    def _answer_from(self, rest: str, example: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+        line = rest.split("\n", 1)[0].strip()
+        m = re.match(r"\(?([a-eA-E])\)\s*(.*)$", line)
         if not m:
-            return Parsed(rationale, None, "bad_answer", f"no '(letter) choice' after the answer phrase: {rest[:60]!r}")
+            return None, f"no '(letter) choice' after the answer phrase: {line[:60]!r}"
         answer = m.group(2).strip()
         answer = answer[:-1] if answer.endswith(".") else answer
         if not answer and example and example.get("choices"):
             answer = example["choices"][LETTERS.index(m.group(1).lower())]
         if not answer:
-            return Parsed(rationale, None, "bad_answer", "empty choice text")
-        return Parsed(rationale, answer, "ok")
+            return None, "empty choice text"
+        return answer, None
 
     def is_correct(self, prediction: Optional[str], gold: str) -> bool:
         return prediction is not None and prediction.strip() == gold.strip()

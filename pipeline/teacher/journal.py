@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Optional
 
 from ..errors import PipelineError
+from ..paths import project_root
 
 SCHEMA_VERSION = "1"
 _CHUNK = 500
@@ -73,6 +74,12 @@ def prompt_hash(messages: list[dict]) -> str:
 def group_key(endpoint: str, model: str, p_hash: str, params: dict) -> str:
     """Identity of a prompt's samples: everything that changes what the endpoint would return."""
     return hashlib.sha256(_canon([endpoint, model, p_hash, params]).encode("utf-8")).hexdigest()
+
+
+def journal_path(setting: str) -> Path:
+    """The journal file of ``teacher.journal``: relative paths are from the project root."""
+    p = Path(setting).expanduser()
+    return p if p.is_absolute() else project_root() / p
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,12 @@ class Journal:
             for k, v in zip(tot, r):
                 tot[k] += v
         return tot
+
+    def spent(self, endpoint: str, model: str) -> dict:
+        """Requests and cost of every request ever recorded for the endpoint and model (budget_usd caps it)."""
+        r = self.db.execute("SELECT COUNT(*), COALESCE(SUM(cost_usd),0) FROM requests WHERE endpoint=? AND model=?",
+                            (endpoint, model)).fetchone()
+        return {"requests": r[0], "cost_usd": r[1]}
 
     def mean_completion_tokens(self, endpoint: str, model: str, kind: str) -> Optional[float]:
         """Mean completion tokens per returned sample of earlier requests (for estimates)."""

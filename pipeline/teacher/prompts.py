@@ -1,8 +1,9 @@
 """Prompt templates of the live teacher: ``prompts/<task>/{cot,self_eval}.txt`` (see prompts/README.md).
 
 A template is a ``#`` header (``# version: N`` required, ``# stop: [...]`` optional) and a body sent as
-one user message, with ``{name}`` placeholders filled from the example. Unknown placeholders and
-malformed headers are errors that name the file and line.
+one user message, with ``{name}`` placeholders filled from the example. Unknown placeholders,
+malformed headers and a prompt that does not show the example (``REQUIRED``; and, for a
+self-evaluation, the CoT) are errors that name the file.
 """
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ PROMPT_DIR = Path(__file__).resolve().parents[2] / "prompts"
 KINDS = ("cot", "self_eval")
 EXAMPLE_FIELDS = frozenset({"question", "choices", "premise", "hypothesis", "input"})
 FIELDS = {"cot": EXAMPLE_FIELDS, "self_eval": EXAMPLE_FIELDS | {"cot"}}
+# What a prompt must show of the example, per task: each part, by any one of its placeholders
+# ({input} is the task's whole model input). Without it, every question would get the same prompt.
+REQUIRED = {
+    "svamp": {"the question": ("question", "input")},
+    "cqa": {"the question": ("question", "input"), "the answer choices": ("choices", "input")},
+    "anli": {"the premise": ("premise", "input"), "the hypothesis": ("hypothesis", "question", "input")},
+}
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_]+)\}")
-LETTERS = "abcde"
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,13 @@ def load_template(task_name: str, kind: str, directory: Optional[Path] = None) -
                                     "write {{ and }} for literal braces)")
             used.add(name)
     if kind == "self_eval" and "cot" not in used:
-        raise PipelineError(f"{path}: a self-evaluation prompt must contain {{cot}}")
+        raise PipelineError(f"{path}: missing placeholder {{cot}}: a self-evaluation prompt must show the CoT it "
+                            "evaluates")
+    for part, names in REQUIRED.get(task_name, {}).items():
+        if not used & set(names):
+            alternatives = " or ".join("{" + n + "}" for n in names)
+            raise PipelineError(f"{path}: missing placeholder {{{names[0]}}}: a {task_name} {kind} prompt must show "
+                                f"{part} ({alternatives}), or every question gets the same prompt")
     return Template(path, kind, version, body, stop, frozenset(used))
 
 
@@ -113,13 +126,14 @@ def _flat(s: Optional[str]) -> Optional[str]:
 
 
 def example_values(task: Task, ex: dict) -> dict:
-    """Values of the example placeholders (whitespace collapsed; choices one per line)."""
+    """Values of the example placeholders (whitespace collapsed; choices one per line, as the task
+    formats them)."""
     choices = ex.get("choices")
     return {
         "question": _flat(ex["question"]),
         "hypothesis": _flat(ex["question"]),
         "premise": _flat(ex.get("premise")),
-        "choices": "\n".join(f"({LETTERS[i]}) {_flat(c)}" for i, c in enumerate(choices)) if choices else None,
+        "choices": task.format_choices([_flat(c) for c in choices]) if choices else None,
         "input": _flat(task.model_input(ex)),
     }
 

@@ -3,29 +3,23 @@
 Formats: ``dss_palm`` (JSON arrays aligned row by row with the split), ``mcckd`` (10 gpt-3.5 CoTs
 per question, matched by question text), ``tree_dump`` (Mind's Mirror Tree-of-Thoughts dump: CoTs
 and their self-evaluations, matched by question text) and ``records`` (this project's own teacher
-records, matched by id).
+records, matched by id). A question the dataset repeats (rows of their own, with ids of their own)
+gets outputs on every copy: its own row's for DSS files; for the text-matched formats, the k-th
+recorded row of that text when the file repeats it as often as the dataset, else all of them.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..artifacts import read_jsonl
+from ..artifacts import read_json, read_records
 from ..errors import PipelineError
 from ..paths import resolve_data_path
+from ..records import TeacherRecord
 from ..spec import ReplayFiles, ReplayTeacher
 from ..tasks import Task
 from ..tasks.base import normalize_text
 from .common import empty_record, make_cot
-
-
-def _load_json(path: Path):
-    if not path.exists():
-        raise PipelineError(f"{path}: teacher file not found")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise PipelineError(f"{path}:{e.lineno}: corrupt JSON ({e.msg})") from None
 
 
 def _tree_question(x: str) -> str:
@@ -64,7 +58,7 @@ def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: lis
     if src.format == "dss_palm":
         texts: list = []
         for p in paths:
-            arr = _load_json(p)
+            arr = read_json(p)
             if not isinstance(arr, list) or not all(isinstance(t, str) for t in arr):
                 raise PipelineError(f"{p}: expected a JSON array of strings (DSS teacher outputs)")
             texts += arr
@@ -76,24 +70,24 @@ def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: lis
             rec["cots"].append(make_cot(task, texts[ex["index"]], ex, f"{label}#{ex['index']}", src.parse))
         return 0
 
-    by_key = {}
+    by_key: dict[str, list[int]] = {}  # question -> its rows, in order (a repeated question has several)
     for i, ex in enumerate(exs):
-        by_key.setdefault(task.match_key(ex), i)
+        by_key.setdefault(task.match_key(ex), []).append(i)
     by_id = {ex["id"]: i for i, ex in enumerate(exs)}
+    found: dict[str, list[tuple[str, list, list | None]]] = {}  # question -> its file rows: (where, CoTs, evaluations)
     unmatched = 0
     for p in paths:
         if src.format == "records":
-            rows = read_jsonl(p, "teacher")
-            for r in rows:
-                i = by_id.get(r["id"])
+            for r in read_records(p, TeacherRecord):
+                i = by_id.get(r.id)
                 if i is None:
                     unmatched += 1
                     continue
-                for c in r["cots"]:
-                    recs[i]["cots"].append(make_cot(task, c["text"], exs[i], c.get("source") or p.name, src.parse,
-                                                    [e["text"] for e in c.get("evaluations", [])]))
+                for c in r.cots:  # re-parsed: the recorded text and evaluations, not their old parse
+                    recs[i]["cots"].append(make_cot(task, c.text, exs[i], c.source or p.name, src.parse,
+                                                    [e.text for e in c.evaluations]))
             continue
-        data = _load_json(p)
+        data = read_json(p)
         if not isinstance(data, list):
             raise PipelineError(f"{p}: expected a JSON list")
         for n, row in enumerate(data):
@@ -110,11 +104,19 @@ def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: lis
                         raise ValueError(f"{len(cots)} CoTs but {len(evals)} evaluation lists")
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 raise PipelineError(f"{p}: row {n}: not a {src.format} row ({type(e).__name__}: {e})") from None
-            i = by_key.get(normalize_text(question))
-            if i is None:
+            key = normalize_text(question)
+            if key not in by_key:
                 unmatched += 1
                 continue
-            for j, text in enumerate(cots):
-                recs[i]["cots"].append(make_cot(task, text, exs[i], f"{p.name}#{n}.{j}", src.parse,
-                                                evals[j] if evals else None))
+            found.setdefault(key, []).append((f"{p.name}#{n}", cots, evals))
+    for key, outputs in found.items():
+        rows = by_key[key]
+        # a question the files repeat as often as the dataset: the k-th file row goes to the k-th copy;
+        # otherwise every copy gets the outputs of every file row of its question
+        given = zip(rows, ([o] for o in outputs)) if len(outputs) == len(rows) else ((i, outputs) for i in rows)
+        for i, outs in given:
+            for where, cots, evals in outs:
+                for j, text in enumerate(cots):
+                    recs[i]["cots"].append(make_cot(task, text, exs[i], f"{where}.{j}", src.parse,
+                                                    evals[j] if evals else None))
     return unmatched

@@ -1,0 +1,102 @@
+"""What the teach stage would send now, before anything is sent: requests, tokens, cost, and the
+budget left (``python -m pipeline estimate --dataset D``). Reads the journal; sends and creates nothing."""
+from __future__ import annotations
+
+import math
+
+from ...spec import SPLITS, OpenAITeacher
+from ...tasks import Task
+from ..journal import Journal, journal_path
+from ..prompts import example_values
+from .budget import cost_usd
+from .endpoint import endpoint_url
+from .plan import MAX_N, Planner, load_cached, slot_of
+from .tokens import message_tokens, token_method
+
+
+def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[dict]]) -> list[str]:
+    """The estimate, as the lines the CLI prints."""
+    examples = [ex for exs in examples_by_origin.values() for ex in exs]
+    endpoint = endpoint_url()
+    planner = Planner(task, t, endpoint)
+    jpath = journal_path(t.journal)
+    journal = Journal(jpath) if jpath.exists() else None
+    try:
+        cot_groups, cot_of = planner.cot_slots(examples)
+        load_cached(journal, cot_groups)
+        se_groups, se_of, skipped = planner.self_eval_slots(examples, cot_of)
+        load_cached(journal, se_groups)
+        n_ok = journal.n_supported(endpoint, t.model) if journal else None
+        mean_cot = journal.mean_completion_tokens(endpoint, t.model, "cot") if journal else None
+        mean_se = journal.mean_completion_tokens(endpoint, t.model, "self_eval") if journal else None
+        groups = list(cot_groups.values()) + list(se_groups.values())
+        spent = journal.usage({s.request_id for g in groups for s in g.have.values()}) if journal else \
+            {"requests": 0, "cost_usd": 0.0}
+        spent_all = journal.spent(endpoint, t.model)["cost_usd"] if journal else 0.0
+    finally:
+        if journal:
+            journal.close()
+
+    use_n = t.use_n != "never" and not (t.use_n == "auto" and n_ok is False)
+
+    def n_requests(missing: int) -> int:
+        return math.ceil(missing / MAX_N) if use_n else missing
+
+    cot_missing = [len(g.missing()) for g in cot_groups.values()]
+    cot_prompt = sum(g.prompt_tokens * n_requests(m) for g, m in zip(cot_groups.values(), cot_missing))
+    se_missing = [len(g.missing()) for g in se_groups.values()]
+    se_prompt = sum(g.prompt_tokens * n_requests(m) for g, m in zip(se_groups.values(), se_missing))
+    # self-evaluations of CoTs not answered yet: assumed parseable, as long as the mean cached CoT
+    # (or max_tokens when nothing is cached)
+    future = 0
+    if planner.se_tmpl:
+        cot_len = int(mean_cot if mean_cot is not None else t.max_tokens)
+        for ex in examples:
+            if ex["split"] not in t.self_eval_splits or slot_of(ex) not in cot_of:
+                continue
+            cg, off = cot_of[slot_of(ex)]
+            k_missing = sum(1 for i in range(t.cots) if off + i not in cg.have)
+            if k_missing:
+                future += k_missing
+                empty = planner.se_tmpl.messages({**example_values(task, ex), "cot": ""})
+                se_prompt += k_missing * (message_tokens(empty, t.model) + cot_len) * n_requests(t.self_evals)
+    se_missing += [t.self_evals] * future
+
+    n_cot, n_se = sum(cot_missing), sum(se_missing)
+    req_cot = sum(n_requests(m) for m in cot_missing if m)
+    req_se = sum(n_requests(m) for m in se_missing if m)
+    prompt_tokens = cot_prompt + se_prompt
+    completion_max = (n_cot + n_se) * t.max_tokens
+    q_by_split = {s: sum(1 for ex in examples if ex["split"] == s and slot_of(ex) in cot_of) for s in SPLITS}
+    cached_cot = sum(g.cached() for g in cot_groups.values())
+    cached_se = sum(g.cached() for g in se_groups.values())
+
+    out = [f"estimate {dataset}: {t.model} at {endpoint}; questions with CoTs: "
+           f"{', '.join(f'{s} {n}' for s, n in q_by_split.items() if n) or 'none'}; k={t.cots} CoTs, "
+           f"m={t.self_evals} self-evaluations per CoT ({', '.join(t.self_eval_splits) or 'no'} splits)",
+           f"  CoTs:             to send {req_cot} requests for {n_cot} samples "
+           f"({cached_cot} of {sum(g.want for g in cot_groups.values())} cached)",
+           f"  self-evaluations: to send {req_se} requests for {n_se} samples ({cached_se} cached; "
+           f"{future} CoTs not answered yet, assumed parseable; {skipped} unparseable CoTs skipped)"]
+    note = "" if use_n else " (one request per sample)"
+    if t.use_n == "auto" and n_ok is None and req_cot + req_se:
+        note = f" (with n per request; {n_cot + n_se} if the endpoint ignores n)"
+    out.append(f"  requests:         {req_cot + req_se}{note}")
+    out.append(f"  prompt tokens:    ~{prompt_tokens:,} ({token_method(t.model)})")
+    exp_line = exp_cost = ""
+    if mean_cot is not None or mean_se is not None:
+        expected = n_cot * (mean_cot or t.max_tokens) + n_se * (mean_se or t.max_tokens)
+        exp_line = f"; ~{int(expected):,} at the mean length of cached responses"
+        exp_cost = f"; ~${cost_usd(t, prompt_tokens, expected):.4f} expected"
+    out.append(f"  completion tokens: <= {completion_max:,} (max_tokens {t.max_tokens} per sample){exp_line}")
+    out.append(f"  cost:             <= ${cost_usd(t, prompt_tokens, completion_max):.4f} (input "
+               f"${cost_usd(t, prompt_tokens, 0):.4f} + output <= ${cost_usd(t, 0, completion_max):.4f} at "
+               f"${t.price_per_1m_input:g}/${t.price_per_1m_output:g} per 1M tokens){exp_cost}")
+    if t.budget_usd is None:
+        cap = "none"
+    else:
+        cap = (f"${t.budget_usd:g} in all for {t.model} at this endpoint, ${spent_all:.4f} of it spent so far "
+               f"(every dataset and run in the journal), ${max(0.0, t.budget_usd - spent_all):.4f} left")
+    out.append(f"  already cached:   {cached_cot + cached_se} samples from {spent['requests']} requests "
+               f"(${spent['cost_usd']:.4f} spent); budget_usd: {cap}")
+    return out

@@ -1,0 +1,44 @@
+"""Running the CLI (``python -m pipeline``) in a temporary copy of the project, as the user does."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+
+def _load(text: str):
+    return YAML(typ="rt").load(text)
+
+
+def _dump(doc) -> str:
+    buf = io.StringIO()
+    YAML(typ="rt").dump(doc, buf)
+    return buf.getvalue()
+
+
+def edit_params(proj: Path, fn) -> None:
+    """Apply ``fn`` to the project's params.yaml document (round-trip YAML: comments stay)."""
+    path = proj / "params.yaml"
+    doc = _load(path.read_text(encoding="utf-8"))
+    fn(doc)
+    path.write_text(_dump(doc), encoding="utf-8")
+
+
+def cli(proj: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m pipeline ARGS`` in ``proj``, without tracking, teacher or timing settings from the
+    environment."""
+    env = dict(os.environ)
+    for k in ("MLFLOW_TRACKING_URI", "OPENAI_API_KEY", "OPENAI_BASE_URL", "MM_TIMING"):
+        env.pop(k, None)
+    env.update(DVC_ROOT=str(proj), TOKENIZERS_PARALLELISM="false", PYTHONDONTWRITEBYTECODE="1")
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=proj, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def ok(r: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    return r

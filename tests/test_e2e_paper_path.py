@@ -1,0 +1,111 @@
+"""The paper's configuration, end to end, through the code path a researcher with the Hub, a GPU and
+an API key runs, on local stand-ins: `dvc repro` of ``profiles/paper-local.yaml``, which is
+``profiles/paper.yaml`` with only locations and sizes changed (``tests/test_profiles.py``):
+
+- the datasets are local directories in the Hub datasets' own layout and columns (``ChilleD/SVAMP``
+  split by the DSS manifest, ``tau/commonsense_qa``, ``facebook/anli``), read by the same
+  ``datasets.load_dataset`` call that reads the Hub;
+- the student is a t5-v1_1 checkpoint in the original Hub layout (own ``lm_head``,
+  ``tie_word_embeddings: false``), random weights of a shrunk shape, loaded by ``from_pretrained``;
+- the teacher is the live ``openai`` backend with the real ``prompts/``, against an
+  OpenAI-compatible HTTP server on 127.0.0.1 (``tests/fake_openai.py``);
+- all six methods on the three datasets.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from fake_openai import FakeOpenAI
+from support.e2e import copy_project, ran_stages
+
+pytestmark = pytest.mark.e2e
+KEY = "sk-paper-path-0123456789abcdefghijklmnop"
+ONE_STAGE = ("standard_ft", "standard_kd", "cot1", "cot5")
+TWO_STAGE = ("cot1_se", "cot5_se")
+
+
+def _run(cmd, proj, base_url=None, timeout=1500):
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(DVC_NO_ANALYTICS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OPENAI_API_KEY=KEY,
+               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    for k in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "OPENAI_BASE_URL"):
+        env.pop(k, None)
+    if base_url:
+        env["OPENAI_BASE_URL"] = base_url
+    r = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{cmd} exited {r.returncode}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
+    proj = copy_project(tmp_path)
+    _run(["git", "init", "-q"], proj)
+    _run([sys.executable, "scripts/make_local_hub.py", "--out", "local_hub", "--shared", "../shared"], proj)
+    _run([sys.executable, "-m", "pipeline", "use-profile", "paper-local"], proj)
+    params = YAML(typ="safe").load((proj / "params.yaml").read_text())
+    datasets = params["experiment"]["datasets"]
+    assert set(datasets) == {"svamp", "cqa", "anli1"} and set(params["experiment"]["se_datasets"]) == set(datasets)
+
+    with FakeOpenAI() as srv:
+        t0 = time.perf_counter()
+        out = _run(["dvc", "repro"], proj, srv.base_url)
+        wall = time.perf_counter() - t0
+        sent = srv.stats.requests
+    stages = ran_stages(out.stdout)
+    print(f"\npaper-path dvc repro: {len(stages)} stages in {wall:.0f} s, {sent} teacher requests")
+
+    # every method on every dataset, two-stage methods through their stage-1 checkpoint
+    for d in datasets:
+        assert f"teach@{d}" in stages
+        for m in ONE_STAGE:
+            assert {f"train@{d}-{m}", f"evaluate@{d}-{m}"} <= set(stages)
+        for m in TWO_STAGE:
+            assert stages.index(f"pretrain_se@{d}-{m}") < stages.index(f"train_se@{d}-{m}") < stages.index(f"evaluate_se@{d}-{m}")
+    assert stages[-1] == "report" and sent > 0
+
+    # the data came through datasets.load_dataset, SVAMP split by the DSS manifest
+    prep = json.loads((proj / "metrics/prepare/svamp.json").read_text())
+    assert prep["manifest_loaded_rows"] == {"train": 700, "test": 300} and prep["source_rows"] == {"train": 800, "test": 200}
+    # the teacher is the live backend with the real prompts: k CoTs, m self-evaluations each
+    k, m = params["datasets"]["svamp"]["teacher"]["cots"], params["datasets"]["svamp"]["teacher"]["self_evals"]
+    for d in datasets:
+        teach = json.loads((proj / f"metrics/teach/{d}.json").read_text())
+        tr = teach["splits"]["train"]
+        assert tr["questions"] == params["datasets"][d]["limit"]["train"] and tr["cots"] == k * tr["questions"], d
+        assert tr["evaluations"] > 0, d
+
+    # the student came from the Hub-layout checkpoint through from_pretrained, untied and unscaled
+    hub_student = json.loads((proj / params["train"]["student"] / "config.json").read_text())
+    assert hub_student["tie_word_embeddings"] is False
+    for d in datasets:
+        for meth in ONE_STAGE + TWO_STAGE:
+            final = proj / "models" / d / meth / "final"
+            log = json.loads((final / "training_log.json").read_text())
+            assert log["init"] == ("base" if meth in ONE_STAGE else str(Path("models") / d / meth / "stage1"))
+            assert json.loads((final / "config.json").read_text())["scale_decoder_outputs"] is False
+            ev = json.loads((proj / f"metrics/evaluate/{d}/{meth}.json").read_text())
+            assert ev["total"] == params["datasets"][d]["limit"]["test"] and ev["selected_step"] is not None, (d, meth)
+            if meth in TWO_STAGE:
+                assert ev["stage1_verdict_agreement"] is not None, (d, meth)
+    report = (proj / "reports/results.md").read_text()
+    for meth in ONE_STAGE + TWO_STAGE:
+        assert f"| {meth} |" in report
+
+    # the key reached the server and no file
+    assert srv.stats.auth == {f"Bearer {KEY}"}
+    leaks = [str(p) for p in proj.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert not leaks, leaks
+
+    # a second repro re-runs nothing and sends nothing
+    with FakeOpenAI() as srv2:
+        again = _run(["dvc", "repro"], proj, srv2.base_url)
+        assert ran_stages(again.stdout) == [] and srv2.stats.requests == 0
