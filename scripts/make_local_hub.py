@@ -34,17 +34,14 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.tasks.base import normalize_text as normalize  # the pipeline's own matching rule
+
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT_SIZES = {"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2}
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
 ANLI_PARTS = {"train_r1": (0, 600), "dev_r1": (600, 800), "test_r1": (800, 1000)}
 CQA_TEST_ROWS = 100
 LETTERS = "ABCDE"
-
-
-def normalize(text: str) -> str:
-    """Case- and whitespace-insensitive form used for matching (as ``pipeline.tasks.base``)."""
-    return " ".join(text.lower().split())
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -26,6 +26,8 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.tasks.base import normalize_text as normalize  # the pipeline's own matching rule
+
 ROOT = Path(__file__).resolve().parents[1]
 DSS_FILES = {"train": "data/svamp/svamp_train.json", "test": "data/svamp/svamp_test.json"}
 SVAMP_FILE = "data/svamp/SVAMP.json"
@@ -35,11 +37,6 @@ RULE = ('DSS `input` == SVAMP.json `Body + " " + Question`, both lower-cased wit
 
 class ManifestError(Exception):
     """The shared files do not determine the split unambiguously."""
-
-
-def normalize(text: str) -> str:
-    """Case- and whitespace-insensitive form used for matching (as ``pipeline.tasks.base``)."""
-    return " ".join(text.lower().split())
 
 
 def sha256(path: Path) -> str:

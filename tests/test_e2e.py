@@ -144,9 +144,12 @@ def stages_whose_deps_cover(proj: Path, path: str) -> set[str]:
     return {s for s in stage_names(proj) if s.split("@")[0] in templates}
 
 
-def downstream(proj: Path, stages: set[str]) -> set[str]:
-    """The stages that read, directly or not, an output of ``stages`` (from `dvc dag`)."""
+def _reachable(proj: Path, stages: set[str], forward: bool) -> set[str]:
+    """The stages reached from ``stages`` along `dvc dag` edges, forward (readers of their outputs)
+    or backward (the stages whose outputs they read), ``stages`` themselves excluded."""
     edges = re.findall(r'"([^"]+)" -> "([^"]+)"', sh(["dvc", "dag", "--dot"], proj).stdout)
+    if not forward:
+        edges = [(b, a) for a, b in edges]
     out, todo = set(), list(stages)
     while todo:
         s = todo.pop()
@@ -155,6 +158,16 @@ def downstream(proj: Path, stages: set[str]) -> set[str]:
                 out.add(b)
                 todo.append(b)
     return out - set(stages)
+
+
+def downstream(proj: Path, stages: set[str]) -> set[str]:
+    """The stages that read, directly or not, an output of ``stages``."""
+    return _reachable(proj, stages, forward=True)
+
+
+def upstream(proj: Path, stages: set[str]) -> set[str]:
+    """The stages whose outputs ``stages`` read, directly or not."""
+    return _reachable(proj, stages, forward=False)
 
 
 def make_svamp_always_correct(path: Path) -> None:
@@ -168,19 +181,6 @@ def make_svamp_always_correct(path: Path) -> None:
     first = fn.body[0]
     lines.insert(first.lineno - 1, " " * first.col_offset + "return True  # e2e probe: every prediction is correct\n")
     path.write_text("".join(lines))
-
-
-def upstream(proj: Path, stages: set[str]) -> set[str]:
-    """The stages whose outputs ``stages`` read, directly or not (from `dvc dag`)."""
-    edges = re.findall(r'"([^"]+)" -> "([^"]+)"', sh(["dvc", "dag", "--dot"], proj).stdout)
-    out, todo = set(), list(stages)
-    while todo:
-        s = todo.pop()
-        for a, b in edges:
-            if b == s and a not in out:
-                out.add(a)
-                todo.append(a)
-    return out - set(stages)
 
 
 def test_code_changes_rerun_exactly_the_stages_that_run_it(project):

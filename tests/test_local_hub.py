@@ -3,7 +3,6 @@ unchanged paper code path (``kind: hub`` sources, ``from_config: false``), and t
 split (720 / 80 / 200, DSS's 200 test questions) prepared from the local ChilleD/SVAMP by manifest."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -15,21 +14,12 @@ import pytest
 
 from pipeline.spec import HubSource, TrainSpec
 from pipeline.tasks import get_task
+from pipeline.tasks.base import normalize_text as norm
+from support import load_script
 from pipeline.tasks.base import hub_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("make_local_hub", ROOT / "scripts" / "make_local_hub.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def norm(s: str) -> str:
-    return " ".join(s.lower().split())
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +27,13 @@ def hub(tmp_path_factory) -> Path:
     if not (SHARED / "data").is_dir():
         pytest.fail(f"{SHARED} is missing: these tests read the shared data in place")
     out = tmp_path_factory.mktemp("hub") / "local_hub"
-    assert _script().build(out, SHARED)
+    assert load_script("make_local_hub").build(out, SHARED)
     return out
 
 
 def test_build_is_idempotent(hub):
     before = {p: p.read_bytes() for p in hub.rglob("*") if p.is_file()}
-    assert _script().build(hub, SHARED) == []
+    assert load_script("make_local_hub").build(hub, SHARED) == []
     assert {p: p.read_bytes() for p in hub.rglob("*") if p.is_file()} == before
 
 

@@ -3,7 +3,6 @@
 source re-splits rows by id, with one clear line for every kind of bad manifest."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,23 +14,14 @@ import pytest
 from pipeline.errors import PipelineError
 from pipeline.spec import HubSource, LocalSource, load_params
 from pipeline.tasks import get_task
+from pipeline.tasks.base import normalize_text as norm
+from support import load_script
 from pipeline.tasks.base import apply_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SVAMP = SHARED / "data" / "svamp"
 MANIFEST = ROOT / "manifests" / "svamp_dss.json"
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def norm(s: str) -> str:
-    return " ".join(s.lower().split())
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +62,14 @@ def test_manifest_splits_are_disjoint_and_cover_svamp(manifest, text_of_id):
 
 def test_manifest_is_what_the_script_derives(manifest):
     """The committed file is up to date with the shared files (sha256s included); only its date is free."""
-    built = _script("make_split_manifest").build(SHARED)
+    built = load_script("make_split_manifest").build(SHARED)
     committed = json.loads(json.dumps(manifest))
     committed["provenance"].pop("date")
     assert committed == built
 
 
 def test_ambiguous_rows_resolve_deterministically_in_train_and_fail_in_test():
-    msm = _script("make_split_manifest")
+    msm = load_script("make_split_manifest")
     index = msm.index_svamp([{"ID": "a", "Body": "Same", "Question": "q?"},
                              {"ID": "b", "Body": "same ", "Question": "Q?"},
                              {"ID": "c", "Body": "Other", "Question": "q?"}])
