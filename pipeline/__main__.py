@@ -1,6 +1,7 @@
-"""One CLI for every stage: ``python -m pipeline <stage> [--dataset D] [--method M]`` (or ``mm``).
+"""One CLI for every stage: ``python -m pipeline <stage> [--dataset D | --assembly A | --run R]`` (or ``mm``).
 
-Every command validates the whole ``params.yaml`` first; a problem with the user's input is one
+Every command validates the whole ``params.yaml`` first (and the stages check that ``runs.yaml``, the
+runs ``dvc.yaml`` iterates, is in sync with its tables); a problem with the user's input is one
 line on stderr and exit code 2, and outputs written by earlier stages are left untouched.
 
 ``COMMANDS`` names, for each subcommand, the one module that runs it. That module is imported only
@@ -22,10 +23,15 @@ from typing import Callable
 from .errors import PipelineError
 
 
-def _params(args):
+def _params(args, plan_in_sync: bool = False):
     from .spec import load_params
 
-    return load_params(args.params)
+    params = load_params(args.params)
+    if plan_in_sync:
+        from .runs import check_plan
+
+        check_plan(params)
+    return params
 
 
 def cmd_prepare(args, prepare: ModuleType):
@@ -42,25 +48,26 @@ def cmd_teach(args, teach: ModuleType):
 
 
 def cmd_assemble(args, assemble: ModuleType):
-    m = assemble.run(_params(args), args.dataset, args.method)
-    print(f"assemble {args.dataset}/{args.method}: {m}")
+    m = assemble.run(_params(args, plan_in_sync=True), args.assembly)
+    print(f"assemble {args.assembly}: {m['stage2_rows']} stage-2 rows, {m['stage1_rows']} stage-1 rows, "
+          f"{m['excluded_unparseable']} excluded")
 
 
-def cmd_pretrain(args, train: ModuleType):
-    train.run_stage1(_params(args), args.dataset, args.method)
+def cmd_stage1(args, train: ModuleType):
+    train.run_stage1(_params(args, plan_in_sync=True), args.run)
 
 
-def cmd_train(args, train: ModuleType):
-    train.run_stage2(_params(args), args.dataset, args.method)
+def cmd_stage2(args, train: ModuleType):
+    train.run_stage2(_params(args, plan_in_sync=True), args.run)
 
 
 def cmd_evaluate(args, evaluate: ModuleType):
-    m = evaluate.run(_params(args), args.dataset, args.method)
-    print(f"evaluate {args.dataset}/{args.method}: accuracy {m['accuracy']:.4f} ({m['correct']}/{m['total']})")
+    m = evaluate.run(_params(args, plan_in_sync=True), args.run)
+    print(f"evaluate {args.run}: accuracy {m['accuracy']:.4f} ({m['correct']}/{m['total']})")
 
 
 def cmd_report(args, report: ModuleType):
-    out = report.run(_params(args))
+    out = report.run(_params(args, plan_in_sync=True))
     print(f"report: wrote {', '.join(str(p) for p in out)}")
 
 
@@ -69,14 +76,26 @@ def cmd_schemas(args, schemas_io: ModuleType):
         print(p)
 
 
-def cmd_validate(args, spec: ModuleType):
+def cmd_validate(args, runs: ModuleType):
     p = _params(args)
-    print(f"{args.params}: ok (profile {p.profile}, datasets {', '.join(p.datasets)}, methods {', '.join(p.experiment.methods)})")
+    print(f"{args.params}: ok (profile {p.profile}, {len(p.tables)} tables, {len(runs.derive(p))} runs)")
+    runs.check_plan(p)
+
+
+def cmd_plan(args, runs: ModuleType):
+    p = _params(args)
+    path = runs.write_plan(p)
+    plan = runs.plan(p)
+    print(f"{path}: {len(plan['runs'])} runs ({len(plan['two_stage_runs'])} two-stage) over {len(p.tables)} tables, "
+          f"{len(plan['assemblies'])} assemblies")
 
 
 def cmd_use_profile(args, profiles: ModuleType):
     dest = profiles.use_profile(args.name, args.params)
-    print(f"{dest}: now the {args.name!r} profile")
+    from .runs import write_plan
+
+    write_plan(_params(args))
+    print(f"{dest}: now the {args.name!r} profile (runs.yaml regenerated)")
 
 
 def cmd_estimate(args, teach: ModuleType):
@@ -88,24 +107,24 @@ class Command:
     module: str  # the module that runs the command, imported only when it runs
     handler: Callable[[argparse.Namespace, ModuleType], None]  # called with the imported module
     help: str
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # required options (--dataset D)
+    target: str = ""  # a positional argument: the assembly or run (runs.yaml) the command builds
 
 
 COMMANDS: dict[str, Command] = {
     "prepare": Command("pipeline.stages.prepare", cmd_prepare, "canonical examples per split", ("dataset",)),
     "teach": Command("pipeline.stages.teach", cmd_teach, "teacher records (replay or live teacher)", ("dataset",)),
-    "assemble": Command("pipeline.stages.assemble", cmd_assemble, "training rows of one method", ("dataset", "method")),
-    "pretrain": Command("pipeline.stages.train", cmd_pretrain, "stage 1: train on self-evaluations (two-stage methods)",
-                        ("dataset", "method")),
-    "train": Command("pipeline.stages.train", cmd_train, "train the student (stage 2 for two-stage methods)",
-                     ("dataset", "method")),
-    "evaluate": Command("pipeline.stages.evaluate", cmd_evaluate, "generate on the test split, score, log to MLflow",
-                        ("dataset", "method")),
-    "report": Command("pipeline.stages.report", cmd_report, "results table from the metrics files"),
+    "assemble": Command("pipeline.stages.assemble", cmd_assemble, "training rows of one assembly (runs.yaml)", target="assembly"),
+    "stage1": Command("pipeline.stages.train", cmd_stage1, "stage 1 of a two-stage run: train on self-evaluations", target="run"),
+    "stage2": Command("pipeline.stages.train", cmd_stage2, "stage 2 (or the only stage) of a run: train on CoTs / labels",
+                      target="run"),
+    "evaluate": Command("pipeline.stages.evaluate", cmd_evaluate, "decode the test split, score, log to MLflow", target="run"),
+    "report": Command("pipeline.stages.report", cmd_report, "every table and figure from the metrics files"),
+    "plan": Command("pipeline.runs", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),
     "estimate": Command("pipeline.stages.teach", cmd_estimate,
                         "requests, tokens and cost of the live teacher, before sending anything", ("dataset",)),
     "schemas": Command("pipeline.schemas_io", cmd_schemas, "regenerate schemas/*.schema.json from the models"),
-    "validate": Command("pipeline.spec", cmd_validate, "validate params.yaml"),
+    "validate": Command("pipeline.runs", cmd_validate, "validate params.yaml (and check runs.yaml is in sync)"),
     "use-profile": Command("pipeline.profiles", cmd_use_profile, "copy profiles/<name>.yaml over params.yaml"),
 }
 
@@ -118,6 +137,8 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=c.help)
         for n in c.needs:
             p.add_argument(f"--{n}", required=True)
+        if c.target:  # positional: `--run` would clash with torchrun's own `--run-path` (argparse prefixes)
+            p.add_argument(c.target, help=f"the {c.target}'s name, as runs.yaml lists it")
         if name == "use-profile":
             p.add_argument("name")
     args = parser.parse_args(argv)

@@ -156,9 +156,25 @@ class TeachMetrics(Record):
     usage: Optional[TeacherUsage] = Field(None, description="live teacher only: requests, tokens, cost")
 
 
-class AssembleMetrics(Record):
+class RunDims(Record):
+    """What a run trains: its name says all of it (``pipeline/runs.py``)."""
+
+    run: str = Field(description="e.g. svamp-cot5_se-base-teacher-k5-m5-s42")
     dataset: str
     method: str
+    student: str
+    labels: Literal["gold", "teacher"]
+    cots: int = Field(ge=0)
+    self_evals: int = Field(ge=0)
+    seed: int
+
+
+class AssembleMetrics(Record):
+    assembly: str = Field(description="e.g. svamp-teacher-k5-m5: dataset, labels, #CoTs, #self-evaluations")
+    dataset: str
+    labels: Literal["gold", "teacher"]
+    cots: int = Field(ge=0)
+    self_evals: int = Field(ge=0)
     questions: int
     stage2_rows: int
     stage1_rows: int
@@ -169,9 +185,7 @@ class AssembleMetrics(Record):
     questions_without_cots: int
 
 
-class EvalMetrics(Record):
-    dataset: str
-    method: str
+class EvalMetrics(RunDims):
     split: Split
     accuracy: float = Field(description="test accuracy of the checkpoint selected on the validation split (our protocol)")
     correct: int
@@ -181,6 +195,8 @@ class EvalMetrics(Record):
     paper_protocol_accuracy: Optional[float] = Field(description="best test accuracy over the selection points: the official code's protocol (selection on test)")
     paper_protocol_step: Optional[int]
     stage1_verdict_agreement: Optional[float] = Field(None, description="two-stage methods: stage-1 student's verdicts vs the teacher's on held-out self-evaluations")
+    started_at: float = Field(description="evaluation start (Unix time, s)")
+    finished_at: float = Field(description="evaluation end (Unix time, s)")
     mlflow_run_id: Optional[str] = None
 
 
@@ -205,11 +221,9 @@ class SelectionPoint(Record):
     test_accuracy: Optional[float] = Field(ge=0, le=1, description="paper protocol only (None: not scored on test)")
 
 
-class TrainSummary(Record):
-    """One training stage of a method: what ran, where, how long, and the selected checkpoint."""
+class TrainSummary(RunDims):
+    """One training stage of a run: what ran, where, how long, and the selected checkpoint."""
 
-    dataset: str
-    method: str
     stage: Literal["stage1", "stage2"]
     device: str
     precision: Literal["bf16", "fp32"]
@@ -221,6 +235,8 @@ class TrainSummary(Record):
     epochs: float = Field(ge=0)
     steps: int = Field(ge=0, description="optimiser steps")
     seconds: float = Field(ge=0, description="training time of this run (not counting steps before a resume)")
+    started_at: float = Field(description="stage start (Unix time, s): model loading, training, selection, saving")
+    finished_at: float = Field(description="stage end (Unix time, s)")
     examples_per_s: Optional[float] = Field(ge=0)
     resumed_from_step: int = Field(ge=0)
     verdict_agreement: Optional[float] = Field(ge=0, le=1, description="stage 1: the student's verdicts vs the teacher's on held-out self-evaluations")
@@ -230,14 +246,14 @@ class TrainSummary(Record):
 
 
 class TrainingLog(TrainSummary):
-    """``models/<dataset>/<method>/{stage1,final}/training_log.json``, beside the checkpoint."""
+    """``models/<run>/{stage1,stage2}/training_log.json``, beside the checkpoint."""
 
     history: list[TrainStep]
     evals: list[SelectionPoint]
 
 
 class TrainMetrics(TrainSummary):
-    """``metrics/train/<dataset>/<method>/stage{1,2}.json``: the training log without its per-step lists."""
+    """``metrics/train/<run>/stage{1,2}.json``: the training log without its per-step lists."""
 
     final_loss: Optional[float] = Field(description="loss of the last logged step")
 

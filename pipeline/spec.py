@@ -6,12 +6,14 @@ section, so a typo anywhere fails fast with the key path and the line, before an
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import PipelineError
+from .spec_tables import StudentSpec, TableSpec, table_cells
 
 Split = Literal["train", "valid", "test"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
@@ -135,41 +137,27 @@ class DatasetSpec(Strict):
 
 # --------------------------------------------------------------------------- methods
 class MethodSpec(Strict):
-    """One row of the results table, as data.
+    """One method of the paper, as data: its defaults for a table cell.
 
     ``cots: 0`` = label-only ("standard"); ``cots: k`` = multi-task on k teacher CoTs per question;
-    ``self_eval: m`` > 0 adds a first training stage on the teacher's self-evaluations of those
-    CoTs (m per CoT), and the CoT stage continues from its checkpoint.
+    ``self_evals: m`` > 0 adds a first training stage on the teacher's self-evaluations of those
+    CoTs (m per CoT), and the CoT stage continues from its checkpoint. A table may override
+    ``labels``, ``cots`` and ``self_evals`` per cell (the #CoTs and #self-evaluations ablations).
     """
 
     labels: Literal["gold", "teacher"] = Field(description="label targets: gold or the teacher's parsed answer")
     cots: int = Field(ge=0)
-    self_eval: int = Field(0, ge=0)
-    epochs: float = Field(gt=0, description="epochs of the (last) CoT/label stage")
-    se_epochs: float = Field(0, ge=0, description="epochs of the self-evaluation stage")
+    self_evals: int = Field(0, ge=0)
+    epochs: float = Field(gt=0, description="epochs of stage 2 (the CoT/label stage; the only stage of one-stage runs)")
+    se_epochs: float = Field(0, ge=0, description="epochs of stage 1 (the self-evaluation stage of two-stage runs)")
 
     @model_validator(mode="after")
     def _consistent(self) -> "MethodSpec":
-        if self.self_eval and not self.cots:
-            raise ValueError("self_eval needs cots >= 1 (it evaluates the teacher's CoTs)")
-        if self.self_eval and not self.se_epochs:
-            raise ValueError("se_epochs: must be > 0 when self_eval > 0")
+        if self.self_evals and not self.cots:
+            raise ValueError("self_evals needs cots >= 1 (it evaluates the teacher's CoTs)")
+        if self.self_evals and not self.se_epochs:
+            raise ValueError("se_epochs: must be > 0 when self_evals > 0")
         return self
-
-
-class ExperimentSpec(Strict):
-    """What is trained and evaluated. One-stage methods (``self_eval: 0``) go in ``methods``,
-    two-stage methods (``self_eval`` > 0) in ``se_methods``: they run through different DVC stages
-    (stage 2 depends on stage 1's checkpoint)."""
-
-    datasets: list[str] = Field(min_length=1, description="datasets the one-stage methods are trained and evaluated on")
-    methods: list[str] = Field(default_factory=list, description="one-stage methods (self_eval: 0)")
-    se_datasets: list[str] = Field(default_factory=list, description="datasets the two-stage methods run on (their teacher must give self-evaluations)")
-    se_methods: list[str] = Field(default_factory=list, description="two-stage methods (self_eval > 0)")
-
-    @property
-    def all_methods(self) -> list[str]:
-        return list(self.methods) + list(self.se_methods)
 
 
 class AssembleSpec(Strict):
@@ -182,10 +170,6 @@ class AssembleSpec(Strict):
 
 
 class TrainSpec(Strict):
-    student: str = Field(description="Hub id or local directory of a pretrained T5")
-    from_config: bool = Field(False, description="build a randomly initialised model from the config at `student` (offline)")
-    config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
-    tokenizer: Optional[str] = Field(None, description="defaults to `student`")
     lr: float = Field(gt=0)
     batch_size: int = Field(ge=1, description="rows per device per micro-step (under DDP the global batch is world size x batch_size)")
     grad_accum: int = Field(1, ge=1)
@@ -216,33 +200,60 @@ class EvaluateSpec(Strict):
     rationale_max_new_tokens: int = Field(256, ge=1)
 
 
+_NAME = re.compile(r"^[A-Za-z0-9_]+$")  # dataset / method / student keys: run names join them with '-'
+_LABELS = ("gold", "teacher")
+
+
 class Params(Strict):
     profile: str = Field(description="name of this configuration, logged as a tag")
-    seed: int
+    seed: int = Field(description="the seed of every table that lists no `seeds`")
     datasets: dict[str, DatasetSpec] = Field(min_length=1)
     methods: dict[str, MethodSpec] = Field(min_length=1)
-    experiment: ExperimentSpec
+    students: dict[str, StudentSpec] = Field(min_length=1, description="student sizes the tables name (small, base, large)")
+    tables: dict[str, TableSpec] = Field(min_length=1, description="the tables and figures to regenerate; the runs are their cells")
     assemble: AssembleSpec = AssembleSpec()
     train: TrainSpec
     evaluate: EvaluateSpec = EvaluateSpec()
 
     @model_validator(mode="after")
     def _references(self) -> "Params":
-        for key in ("datasets", "se_datasets"):
-            for ds in getattr(self.experiment, key):
-                if ds not in self.datasets:
-                    raise ValueError(f"experiment.{key}: '{ds}' is not a key of datasets")
-        if not self.experiment.all_methods:
-            raise ValueError("experiment: list at least one method in methods or se_methods")
-        for key, two_stage in (("methods", False), ("se_methods", True)):
-            for m in getattr(self.experiment, key):
-                if m not in self.methods:
-                    raise ValueError(f"experiment.{key}: '{m}' is not a key of methods")
-                if bool(self.methods[m].self_eval) != two_stage:
-                    raise ValueError(f"experiment.{key}: '{m}' has self_eval {self.methods[m].self_eval}; "
-                                     + ("two-stage methods (self_eval > 0) go in experiment.se_methods" if not two_stage
-                                        else "one-stage methods (self_eval: 0) go in experiment.methods"))
+        for section in ("datasets", "methods", "students", "tables"):
+            for key in getattr(self, section):
+                if not _NAME.match(key):
+                    raise ValueError(f"{section}.{key}: use letters, digits and _ only (run names join keys with '-')")
+        for name, t in self.tables.items():
+            self._check_table(name, t)
         return self
+
+    def _check_table(self, name: str, t: TableSpec) -> None:
+        def where(d: str) -> str:
+            return f"tables.{name}." + ("values" if d in (t.rows, t.cols) else "fixed") + f".{d}"
+
+        sections = {"dataset": ("datasets", self.datasets), "method": ("methods", self.methods),
+                    "student": ("students", self.students)}
+        for _, _, dims in table_cells(t):
+            for d in (("dataset",) if t.teacher_only else ("method", "dataset", "student")):
+                if d not in dims:
+                    raise ValueError(f"tables.{name}: set `{d}` (as rows, cols or a fixed value)")
+            for d, (section, known) in sections.items():
+                if d in dims and str(dims[d]) not in known:
+                    raise ValueError(f"{where(d)}: {dims[d]!r} is not a key of {section} (known: {', '.join(known)})")
+            if t.teacher_only:
+                continue
+            m = self.methods[str(dims["method"])]
+            labels = dims.get("labels", m.labels)
+            cots, evals = dims.get("cots", m.cots), dims.get("self_evals", m.self_evals)
+            if labels not in _LABELS:
+                raise ValueError(f"{where('labels')}: {labels!r} is not gold or teacher")
+            for d, v in (("cots", cots), ("self_evals", evals)):
+                if not isinstance(v, int) or v < 0:
+                    raise ValueError(f"{where(d)}: {v!r} is not a whole number >= 0")
+            if evals and not cots:
+                raise ValueError(f"{where('self_evals')}: self_evals {evals} needs cots >= 1")
+            if evals and not m.se_epochs:
+                raise ValueError(f"{where('self_evals')}: method {dims['method']!r} has se_epochs 0: no stage 1 for self_evals {evals}")
+            if "verdict_agreement" in t.metrics and not evals:
+                raise ValueError(f"tables.{name}.metric: verdict_agreement needs self_evals > 0 in every cell")
 
 
 # --------------------------------------------------------------------------- loading
@@ -283,8 +294,10 @@ def format_validation_error(err: ValidationError, path: str, doc=None) -> str:
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        if not key and ": " in msg:  # cross-field checks name their key in the message
-            key, msg = msg.split(": ", 1)
+        named = re.match(r"^([A-Za-z_][\w.]*): (.*)$", msg) if e["type"] == "value_error" else None
+        if named:  # model checks name their key (relative to the model's place) in the message
+            key = f"{key}.{named.group(1)}" if key else named.group(1)
+            msg = named.group(2)
             clean = key.split(".")
         key = key or "<root>"
         if e["type"] == "extra_forbidden":

@@ -38,6 +38,15 @@ from pipeline.tasks.base import normalize_text as normalize  # the pipeline's ow
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDENT_SIZES = {"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 2, "num_decoder_layers": 2}
+# the three t5-v1_1 sizes the tables name: (config file in ../shared/models, sizes); only the small and
+# base configs are available offline, so the large stand-in is the base config grown a little
+STUDENTS = {
+    "small": ("t5-v1_1-small-config", {"d_model": 32, "d_ff": 64, "d_kv": 8, "num_heads": 4, "num_layers": 1,
+                                       "num_decoder_layers": 1}),
+    "base": ("t5-v1_1-base-config", STUDENT_SIZES),
+    "large": ("t5-v1_1-base-config", {"d_model": 96, "d_ff": 192, "d_kv": 16, "num_heads": 6, "num_layers": 3,
+                                      "num_decoder_layers": 3}),
+}
 TOKENIZER_FILES = ("spiece.model", "tokenizer.json", "tokenizer_config.json")
 ANLI_PARTS = {"train_r1": (0, 600), "dev_r1": (600, 800), "test_r1": (800, 1000)}
 CQA_TEST_ROWS = 100
@@ -149,10 +158,11 @@ def _features() -> dict:
 
 
 # --------------------------------------------------------------------------- student
-def student_config(shared: Path) -> dict:
-    """The real google/t5-v1_1-base config with the sizes shrunk; everything else as in the file."""
-    cfg = json.loads((shared / "models/t5-v1_1-base-config/config.json").read_text(encoding="utf-8"))
-    cfg.update(STUDENT_SIZES)
+def student_config(shared: Path, size: str = "base") -> dict:
+    """The real google/t5-v1_1-<size> config (base for large) with the sizes shrunk; everything else as in the file."""
+    config_dir, sizes = STUDENTS[size]
+    cfg = json.loads((shared / "models" / config_dir / "config.json").read_text(encoding="utf-8"))
+    cfg.update(sizes)
     assert cfg["tie_word_embeddings"] is False
     return cfg
 
@@ -172,17 +182,18 @@ def student_state_dict(cfg: dict, seed: int = 0) -> dict:
     return sd
 
 
-def write_student(root: Path, shared: Path, written: list[Path]) -> None:
+def write_student(root: Path, shared: Path, written: list[Path], size: str = "base") -> None:
     from safetensors.torch import save
 
-    cfg = student_config(shared)
+    cfg = student_config(shared, size)
     _put(root / "config.json", (json.dumps(cfg, indent=2) + "\n").encode(), written)
     _put(root / "model.safetensors", save(student_state_dict(cfg), metadata={"format": "pt"}), written)
     for f in TOKENIZER_FILES:
         _put(root / f, (shared / "models/t5-tokenizer" / f).read_bytes(), written)
     _put(root / "README.md", (
-        "# google/t5-v1_1-base (local stand-in)\n\nNOT the pretrained model: seeded random weights of a "
-        "tiny t5-v1_1-shaped T5 (d_model 64, d_ff 128, 2+2 layers, 4 heads) in the original checkpoint "
+        f"# google/t5-v1_1-{size} (local stand-in)\n\nNOT the pretrained model: seeded random weights of a "
+        f"tiny t5-v1_1-shaped T5 (d_model {cfg['d_model']}, d_ff {cfg['d_ff']}, {cfg['num_layers']}+"
+        f"{cfg['num_decoder_layers']} layers, {cfg['num_heads']} heads) in the original checkpoint "
         "layout (untied `lm_head`, `tie_word_embeddings: false`), with the real T5 tokenizer. Made by "
         "scripts/make_local_hub.py for offline runs of the paper code path.\n").encode(), written)
 
@@ -210,7 +221,8 @@ def build(out_dir: str | Path = ROOT / "local_hub", shared_dir: str | Path = ROO
     _write_dataset(out / "ChilleD/SVAMP", svamp_chilled(shared), feats["svamp"], "ChilleD/SVAMP", NOTES["svamp"], written)
     _write_dataset(out / "tau/commonsense_qa", cqa(shared), feats["cqa"], "tau/commonsense_qa", NOTES["cqa"], written)
     _write_dataset(out / "facebook/anli", anli(shared), feats["anli"], "facebook/anli", NOTES["anli"], written)
-    write_student(out / "google/t5-v1_1-base", shared, written)
+    for size in STUDENTS:
+        write_student(out / f"google/t5-v1_1-{size}", shared, written, size)
     return written
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from fake_openai import FakeOpenAI
 from support import DATA, ROOT, SHARED
+from support.cli import write_plan
 from support.teacher import write_params
 
 
@@ -36,6 +37,7 @@ def cli_project(tmp_path) -> Path:
     text = (ROOT / "profiles" / "offline.yaml").read_text(encoding="utf-8")
     assert "../shared/" in text
     (p / "params.yaml").write_text(text.replace("../shared/", f"{SHARED}/"), encoding="utf-8")
+    write_plan(p)
     return p
 
 

@@ -60,6 +60,8 @@ for forward in ("separate", "joint"):
         "steps": res.steps, "examples": res.examples, "model": weights_hash(model), "eval_hashes": stub.hashes}))
 '''
 
+RUN = "cqa-cot1-base-teacher-k1-m0-s42"  # cot1 on CQA in the offline profile's tables (runs.yaml)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -189,13 +191,13 @@ def _tiny_ddp(doc):
 def test_torchrun_train_stage_finishes_on_two_processes(cli_project):
     edit_params(cli_project, _tiny_ddp)
     for stage in (["prepare", "--dataset", "cqa"], ["teach", "--dataset", "cqa"],
-                  ["assemble", "--dataset", "cqa", "--method", "cot1"]):
+                  ["assemble", "cqa-teacher-k1-m0"]):
         ok(cli(cli_project, *stage))
     env = dict(os.environ, DVC_ROOT=str(cli_project), PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1")
     env.pop("MLFLOW_TRACKING_URI", None)
-    r = torchrun(["-m", "pipeline", "train", "--dataset", "cqa", "--method", "cot1"], cli_project, env)
+    r = torchrun(["-m", "pipeline", "stage2", RUN], cli_project, env)
     assert r.returncode == 0, f"torchrun exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
-    out = cli_project / "models/cqa/cot1/final"
+    out = cli_project / "models" / RUN / "stage2"
     log = json.loads((out / "training_log.json").read_text())
     assert (out / "config.json").exists() and log["world_size"] == 2
     rows = log["rows"]

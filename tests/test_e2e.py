@@ -1,9 +1,13 @@
-"""End to end: the real `dvc repro` of the offline profile in a temporary copy of the project, on
-tiny settings; then a no-op second repro, and `dvc exp run -S train.lr=...` re-running only the
-training, evaluation and report stages; then code changes (the SVAMP scorer, the training loop)
-re-running exactly the stages that run that code."""
+"""End to end: the real `dvc repro` of the offline profile in a temporary copy of the project, with
+tiny settings and three small tables (main, #CoTs as a line figure, teacher): every table and figure
+rendered, MLflow runs with child runs and real durations; a no-op second repro; one k value added to
+the #CoTs table runs exactly one new run's stages and the report; `dvc exp show` narrowed to the
+headline; `dvc push` and `dvc pull` in a fresh clone restore every result. Then code changes (the
+training loop, the SVAMP scorer) re-run exactly the stages that run that code."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import sys
@@ -16,6 +20,13 @@ from support.e2e import copy_project, ran_stages, sh
 
 pytestmark = pytest.mark.e2e
 
+MAIN = ("standard_kd", "cot5", "cot5_se")
+RUNS = {"svamp-standard_kd-base-teacher-k0-m0-s42", "svamp-cot5-base-teacher-k5-m0-s42",
+        "svamp-cot5_se-base-teacher-k5-m5-s42", "svamp-cot5-base-teacher-k1-m0-s42"}
+K3 = "svamp-cot5-base-teacher-k3-m0-s42"
+#: `dvc exp show` narrowed to the headline cells of some tables (README, "Comparing runs")
+EXP_SHOW = ["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"^(Experiment|rev|Created)$|^(main|cots|teacher)\."]
+
 
 def tiny_params(path: Path) -> None:
     from ruamel.yaml import YAML
@@ -24,11 +35,23 @@ def tiny_params(path: Path) -> None:
     p = yaml.load(path.read_text())
     # svamp keeps all 700 train questions (the tree dump's two sit at rows 356 and 679) and its
     # validation split (one tree-dump question is there): the step cap keeps training short
+    for d in ("svamp_dss", "anli1"):
+        del p["datasets"][d]
     p["datasets"]["cqa"]["limit"] = {"train": 24, "valid": 8}
     p["train"]["max_steps"] = 3
     p["train"]["select_max_new_tokens"] = 8
     p["evaluate"]["limit"] = 24
     p["evaluate"]["rationale_max_new_tokens"] = 8
+    tables = p["tables"]
+    for t in list(tables):
+        if t not in ("main", "cots", "teacher"):
+            del tables[t]
+    tables["main"]["values"]["method"] = list(MAIN)
+    tables["main"]["values"]["dataset"] = ["svamp"]
+    tables["main"]["omit"] = []
+    tables["cots"]["values"]["method"] = ["cot5"]
+    tables["cots"]["values"]["cots"] = [1, 5]
+    tables["teacher"]["values"]["dataset"] = ["svamp", "cqa"]
     with open(path, "w") as f:
         yaml.dump(p, f)
 
@@ -39,91 +62,101 @@ def project(tmp_path_factory):
     sh(["git", "init", "-q"], proj)
     sh([sys.executable, "-m", "pipeline", "use-profile", "offline"], proj)
     tiny_params(proj / "params.yaml")
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
     return proj
 
 
-ONE_STAGE = ("standard_ft", "standard_kd", "cot1", "cot5")
-TWO_STAGE = ("cot1_se", "cot5_se")
+def _csv(path: Path) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
-def test_repro_then_noop_then_experiments(project):
+def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_path):
     proj = project
     first = sh(["dvc", "repro"], proj)
     stages = ran_stages(first.stdout)
-    assert "report" in stages and "teach@anli1" in stages and "teach@svamp_dss" in stages
-    assert {f"train@{d}-{m}" for d in ("svamp", "cqa") for m in ONE_STAGE} <= set(stages)
-    for m in TWO_STAGE:  # stage 2 after stage 1, through the checkpoint edge
-        assert stages.index(f"pretrain_se@svamp-{m}") < stages.index(f"train_se@svamp-{m}")
+    assert {f"stage2@{r}" for r in RUNS} | {f"evaluate@{r}" for r in RUNS} <= set(stages)
+    assert len([s for s in stages if s.startswith("stage2@")]) == len(RUNS)  # the shared k=5 cell is one run
+    se = "svamp-cot5_se-base-teacher-k5-m5-s42"
+    assert stages.index(f"stage1@{se}") < stages.index(f"stage2@{se}") < stages.index(f"evaluate@{se}")
+    assert stages[-1] == "report"
 
-    # teacher accuracy on the recorded PaLM outputs, as the reference code parses them
-    teach = {d: json.loads((proj / f"metrics/teach/{d}.json").read_text()) for d in ("svamp_dss", "cqa", "anli1", "svamp")}
-    assert (teach["svamp_dss"]["splits"]["test"]["correct"], teach["svamp_dss"]["splits"]["test"]["questions"]) == (148, 200)
-    assert (teach["cqa"]["splits"]["test"]["correct"], teach["cqa"]["splits"]["test"]["questions"]) == (943, 1221)
-    assert teach["anli1"]["splits"]["valid"]["accuracy"] == pytest.approx(0.668)
-    # the MCC-KD CoTs (10 per question) and the tree dump's 2 x 5 x 5 self-evaluations
-    tr = teach["svamp"]["splits"]["train"]
+    # the teacher: the MCC-KD CoTs (10 per question) and the tree dump's 2 x 5 x 5 self-evaluations
+    tr = json.loads((proj / "metrics/teach/svamp.json").read_text())["splits"]["train"]
     assert tr["questions"] == 700 and tr["cots"] == 7010 and tr["evaluations"] == 50
-
-    # the assembled data of the self-evaluation method: 2 questions x 5 CoTs x 5 evaluations
-    asm = json.loads((proj / "metrics/assemble/svamp/cot5_se.json").read_text())
+    asm = json.loads((proj / "metrics/assemble/svamp-teacher-k5-m5.json").read_text())
     assert asm["stage1_rows"] == 50 and asm["stage1_valid_rows"] == 25 and asm["stage2_rows"] > 3000
 
-    # artifacts and results table: all six methods on SVAMP, both selection protocols
-    results = (proj / "reports/results.md").read_text()
-    assert "Selected on the validation split" in results and "official code's protocol" in results
-    for m in ONE_STAGE + TWO_STAGE:
-        assert f"| {m} |" in results
-    csv = (proj / "reports/results.csv").read_text().splitlines()
-    assert csv[0].startswith("method,labels,cots,self_eval,svamp_selected_on_valid,svamp_paper_protocol")
-    assert len(csv) == 1 + 6 + 1
-    row = dict(zip(csv[0].split(","), next(line for line in csv if line.startswith("cot5_se,")).split(",")))
-    assert row["svamp_selected_on_valid"] != "" and row["svamp_paper_protocol"] != ""
-    ev = json.loads((proj / "metrics/evaluate/svamp/cot5_se.json").read_text())
-    assert ev["total"] == 24 and ev["paper_protocol_accuracy"] is not None and ev["mlflow_run_id"]
-    assert ev["stage1_verdict_agreement"] is not None
-    preds = (proj / "results/svamp/cot5_se/predictions.jsonl").read_text().splitlines()
+    # every table and figure, and the headline metrics
+    for t in ("main", "cots", "teacher"):
+        assert (proj / f"reports/tables/{t}.md").exists() and (proj / f"reports/tables/{t}.csv").exists(), t
+    assert (proj / "reports/figures/cots.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = _csv(proj / "reports/figures/cots.csv")
+    assert [r["cots"] for r in fig] == ["1", "5"] and "cot5" in fig[0]
+    main = {(r["row"], r["col"]): r for r in _csv(proj / "reports/tables/main.csv")}
+    assert set(main) == {(m, "svamp") for m in MAIN} and all(r["status"] == "ok" for r in main.values())
+    head = json.loads((proj / "metrics/headline.json").read_text())
+    assert set(head) == {"main", "cots", "teacher"}
+    assert head["cots"]["cot5/5"] == head["main"]["cot5/svamp"] is not None  # one run serves both cells
+    ev = json.loads((proj / f"metrics/evaluate/{se}.json").read_text())
+    assert ev["total"] == 24 and ev["paper_protocol_accuracy"] is not None and ev["stage1_verdict_agreement"] is not None
+    assert head["main"]["cot5_se/svamp"] == pytest.approx(100 * ev["accuracy"], abs=1e-3)
+    preds = (proj / f"results/{se}/predictions.jsonl").read_text().splitlines()
     assert len(preds) == 24 and "rationale" in json.loads(preds[0])
 
-    # MLflow: one run per train+evaluate, with params, step losses and tags
+    # MLflow: one parent run per run, stage 1 / stage 2 as child runs, real durations, table tags
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{proj / 'mlflow.db'}")
     exp = client.get_experiment_by_name("mindsmirror")
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 2 * len(ONE_STAGE) + len(TWO_STAGE)
-    run = client.get_run(ev["mlflow_run_id"])
-    assert run.data.tags["dataset"] == "svamp" and run.data.tags["method"] == "cot5_se"
-    assert run.data.tags["dvc_stage"] == "evaluate_se@svamp-cot5_se" and "git_commit" in run.data.tags
-    assert float(run.data.params["train.lr"]) == 0.001
-    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2
-    assert len(client.get_metric_history(run.info.run_id, "stage1_loss")) >= 1
-    assert run.data.metrics["accuracy"] == pytest.approx(ev["accuracy"])
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    by_name = {r.data.tags.get("mlflow.runName"): r for r in runs}
+    assert RUNS | {"report"} <= set(by_name)
+    parent = client.get_run(ev["mlflow_run_id"])
+    assert parent.data.tags["mlflow.runName"] == se and parent.data.tags["table.main"]
+    assert parent.data.tags["mlflow.source.git.commit"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["mlflow.runName"] for r in children) == [f"{se}/stage1", f"{se}/stage2"]
+    log2 = json.loads((proj / f"models/{se}/stage2/training_log.json").read_text())
+    assert parent.info.end_time - parent.info.start_time >= 1000 * (log2["finished_at"] - log2["started_at"]) > 0
+    assert {i.dataset.digest for i in parent.inputs.dataset_inputs}  # the DVC hashes of its train and test data
 
     # a second repro re-runs nothing
-    second = sh(["dvc", "repro"], proj)
-    assert ran_stages(second.stdout) == [], second.stdout
+    assert ran_stages(sh(["dvc", "repro"], proj).stdout) == []
 
-    # an experiment on the learning rate re-runs only the training stages, evaluation and report
+    # one more k in the #CoTs table: exactly that run's stages, and the report
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    p = yaml.load((proj / "params.yaml").read_text())
+    p["tables"]["cots"]["values"]["cots"] = [1, 3, 5]
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(p, f)
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
+    ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
+    assert sorted(ran) == sorted(["assemble@svamp-teacher-k3-m0", f"stage2@{K3}", f"evaluate@{K3}", "report"]), ran
+    assert json.loads((proj / "metrics/headline.json").read_text())["cots"]["cot5/3"] is not None
+
+    # `dvc exp show`, narrowed to the headline cells: a table a user reads at a glance
     sh(["git", "add", "-A"], proj)
     sh(["git", "commit", "-qm", "baseline"], proj)
-    exp_run = sh(["dvc", "exp", "run", "-S", "train.lr=0.002"], proj)
-    stages = ran_stages(exp_run.stdout)
-    assert {s.split("@")[0] for s in stages} == {"train", "pretrain_se", "train_se", "evaluate", "evaluate_se", "report"}, stages
-    assert len([s for s in stages if s.startswith("train@")]) == 2 * len(ONE_STAGE)
+    full = sh(["dvc", "exp", "show", "--csv"], proj).stdout.splitlines()[0].split(",")
+    narrow = sh(EXP_SHOW, proj).stdout.splitlines()
+    cols = narrow[0].split(",")
+    print(f"\ndvc exp show --csv: {len(full)} columns; narrowed to the headline: {len(cols)}")
+    assert len(cols) <= 40 and "main.cot5_se/svamp" in cols, cols
 
-    # fewer CoTs for one method: only that method's assembly, training and evaluation re-run
-    # (CQA has one PaLM CoT per question, so its assembled rows, and everything after, do not change)
-    exp_run = sh(["dvc", "exp", "run", "-S", "methods.cot5.cots=3"], proj)
-    # (evaluate@cqa-cot5 re-runs: it reads `cots` to decide whether to generate rationales)
-    assert set(ran_stages(exp_run.stdout)) == {"assemble@svamp-cot5", "assemble@cqa-cot5", "train@svamp-cot5",
-                                              "evaluate@svamp-cot5", "evaluate@cqa-cot5", "report"}, exp_run.stdout
-
-    # fewer self-evaluations: the two-stage method's stage 1 and everything after it
-    exp_run = sh(["dvc", "exp", "run", "-S", "methods.cot5_se.self_eval=3"], proj)
-    assert set(ran_stages(exp_run.stdout)) == {"assemble_se@svamp-cot5_se", "pretrain_se@svamp-cot5_se",
-                                              "train_se@svamp-cot5_se", "evaluate_se@svamp-cot5_se", "report"}, exp_run.stdout
-    asm = json.loads((proj / "metrics/assemble/svamp/cot5_se.json").read_text())
-    assert asm["stage1_rows"] == 2 * 5 * 3
+    # share instead of recompute: push to a local remote, clone, pull: every result is back
+    remote = tmp_path / "remote"
+    sh(["dvc", "remote", "add", "--local", "-f", "-d", "e2e", str(remote)], proj)
+    sh(["dvc", "push"], proj)
+    clone = proj.parent / "clone"
+    sh(["git", "clone", "-q", str(proj), str(clone)], proj.parent)
+    sh(["dvc", "remote", "add", "--local", "-f", "-d", "e2e", str(remote)], clone)
+    assert not (clone / "data/teacher/svamp/train.jsonl").exists()
+    sh(["dvc", "pull"], clone)
+    for f in ("data/teacher/svamp/train.jsonl", "data/teacher/cqa/test.jsonl"):
+        assert (clone / f).read_bytes() == (proj / f).read_bytes(), f
+    assert ran_stages(sh(["dvc", "repro"], clone).stdout) == []  # nothing to recompute, the teacher least of all
     _FLOW_DONE.add(proj)
 
 
@@ -190,7 +223,7 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     proj = project
     if proj not in _FLOW_DONE:
         pytest.skip("the repro/experiment flow above did not complete")
-    assert changed_stages(proj) == set()  # the workspace holds the last experiment's results
+    assert changed_stages(proj) == set()
     names = stage_names(proj)
 
     # the training loop: a comment line re-runs training and evaluation, never prepare or the teacher
@@ -203,11 +236,11 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     print("training-code probe re-ran:", sorted(ran))
     # the stages that run the loop, and (where their checkpoints changed) the ones reading them
     assert training <= ran <= training | downstream(proj, training), out
-    assert not any(s.startswith(("prepare@", "teach@", "assemble")) for s in ran), ran
-    for kind in ("train", "pretrain_se", "train_se"):
+    assert not any(s.startswith(("prepare@", "teach@", "assemble@")) for s in ran), ran
+    for kind in ("stage1", "stage2"):
         every = {s for s in names if s.startswith(f"{kind}@")}
         assert every and every <= ran, (kind, every - ran)
-    evals = {s for s in names if s.startswith(("evaluate@", "evaluate_se@"))}
+    evals = {s for s in names if s.startswith("evaluate@")}
     assert evals & training <= ran  # those that import the loop; the rest re-run if their model changed
     assert ("report" in ran) == bool(evals & ran)
     assert changed_stages(proj) == set()
@@ -218,8 +251,8 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     make_svamp_always_correct(proj / "pipeline/tasks/svamp.py")
     scorer = stages_whose_deps_cover(proj, "pipeline/tasks/svamp.py")
     assert changed_stages(proj) == scorer
-    svamp_evals = {s for s in names if re.match(r"evaluate(_se)?@svamp-", s)}
-    assert len(svamp_evals) == len(ONE_STAGE + TWO_STAGE) and svamp_evals <= scorer
+    svamp_evals = {s for s in names if re.match(r"evaluate@svamp-", s)}
+    assert len(svamp_evals) == len(RUNS) + 1 and svamp_evals <= scorer
     student = {f"pipeline/student/{f.name}" for f in (proj / "pipeline/student").glob("*.py")}
     assert not set().union(*(stages_whose_deps_cover(proj, f) for f in student)) - scorer
     want = (svamp_evals | upstream(proj, svamp_evals)) & scorer
@@ -228,8 +261,8 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     print("scorer probe re-ran:", sorted(ran))
     assert ran == want, out
     assert {"prepare@svamp", "teach@svamp"} <= ran
-    for m in ONE_STAGE + TWO_STAGE:
-        ev = json.loads((proj / f"metrics/evaluate/svamp/{m}.json").read_text())
-        assert ev["accuracy"] == 1.0 and ev["correct"] == ev["total"] == 24, (m, ev)
+    for run in RUNS | {K3}:
+        ev = json.loads((proj / f"metrics/evaluate/{run}.json").read_text())
+        assert ev["accuracy"] == 1.0 and ev["correct"] == ev["total"] == 24, (run, ev)
     # what is left stale: the other datasets' stages that run the scorer, and the report
     assert changed_stages(proj) == (scorer - ran) | {"report"}

@@ -19,6 +19,9 @@ pytestmark = pytest.mark.e2e
 SENTINEL = "sk-sentinel-e2e-0123456789abcdefghijklmnop"
 
 
+RUN, ASM = "svamp-cot5_se-base-teacher-k2-m2-s42", "svamp-teacher-k2-m2"
+
+
 def _setup(base: Path) -> Path:
     proj = copy_project(base)
     yaml = YAML()
@@ -31,12 +34,14 @@ def _setup(base: Path) -> Path:
                         "journal": "data/teacher_journal.sqlite"}
     p["datasets"] = {"svamp": svamp}
     p["methods"]["cot5_se"]["cots"] = 2
-    p["methods"]["cot5_se"]["self_eval"] = 2
-    p["experiment"] = {"datasets": ["svamp"], "methods": ["cot1"], "se_datasets": ["svamp"], "se_methods": ["cot5_se"]}
+    p["methods"]["cot5_se"]["self_evals"] = 2
+    p["tables"] = {"main": {"title": "live teacher", "rows": "method", "cols": "dataset",
+                            "values": {"method": ["cot1", "cot5_se"], "dataset": ["svamp"]}, "fixed": {"student": "base"}}}
     p["train"]["max_steps"] = 2
     p["evaluate"]["limit"] = 4
     with open(proj / "params.yaml", "w") as f:
         yaml.dump(p, f)
+    subprocess.run([sys.executable, "-m", "pipeline", "plan"], cwd=proj, check=True, capture_output=True)
     return proj
 
 
@@ -58,8 +63,7 @@ def test_dvc_repro_with_a_live_teacher(tmp_path):
         subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
         out = _run(["dvc", "repro"], proj, srv.base_url)
         stages = ran_stages(out.stdout)
-        for s in ("teach@svamp", "assemble_se@svamp-cot5_se", "pretrain_se@svamp-cot5_se", "train_se@svamp-cot5_se",
-                  "evaluate_se@svamp-cot5_se", "report"):
+        for s in ("teach@svamp", f"assemble@{ASM}", f"stage1@{RUN}", f"stage2@{RUN}", f"evaluate@{RUN}", "report"):
             assert s in stages
         sent = srv.stats.requests
 
@@ -76,10 +80,10 @@ def test_dvc_repro_with_a_live_teacher(tmp_path):
         assert teach["splits"]["test"]["accuracy"] is not None
 
         # ... consumed by the self-evaluation method: stage 1 trained on them
-        asm = json.loads((proj / "metrics/assemble/svamp/cot5_se.json").read_text())
+        asm = json.loads((proj / f"metrics/assemble/{ASM}.json").read_text())
         verdicts = sum(1 for c in ok_cots for e in c["evaluations"] if e["verdict"])
         assert asm["stage1_rows"] == verdicts > 0 and asm["stage1_valid_rows"] > 0
-        log = json.loads((proj / "models/svamp/cot5_se/stage1/training_log.json").read_text())
+        log = json.loads((proj / f"models/{RUN}/stage1/training_log.json").read_text())
         assert log["rows"] == verdicts and log["steps"] >= 1
 
         # nothing is re-sent and nothing re-runs on a second repro

@@ -9,7 +9,8 @@ an API key runs, on local stand-ins: `dvc repro` of ``profiles/paper-local.yaml`
   ``tie_word_embeddings: false``), random weights of a shrunk shape, loaded by ``from_pretrained``;
 - the teacher is the live ``openai`` backend with the real ``prompts/``, against an
   OpenAI-compatible HTTP server on 127.0.0.1 (``tests/fake_openai.py``);
-- all six methods on the three datasets.
+- the main table: all six methods on the three datasets (the other tables add only more cells of the
+  same stages: tests/test_runs.py and tests/test_e2e.py cover them).
 """
 from __future__ import annotations
 
@@ -28,8 +29,7 @@ from support.e2e import copy_project, ran_stages
 
 pytestmark = pytest.mark.e2e
 KEY = "sk-paper-path-0123456789abcdefghijklmnop"
-ONE_STAGE = ("standard_ft", "standard_kd", "cot1", "cot5")
-TWO_STAGE = ("cot1_se", "cot5_se")
+METHODS = ("standard_ft", "standard_kd", "cot1", "cot1_se", "cot5", "cot5_se")
 
 
 def _run(cmd, proj, base_url=None, timeout=1500):
@@ -51,9 +51,19 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     _run(["git", "init", "-q"], proj)
     _run([sys.executable, "scripts/make_local_hub.py", "--out", "local_hub", "--shared", "../shared"], proj)
     _run([sys.executable, "-m", "pipeline", "use-profile", "paper-local"], proj)
+    yaml = YAML()
+    doc = yaml.load((proj / "params.yaml").read_text())
+    for t in list(doc["tables"]):
+        if t != "main":
+            del doc["tables"][t]
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(doc, f)
+    _run([sys.executable, "-m", "pipeline", "plan"], proj)
     params = YAML(typ="safe").load((proj / "params.yaml").read_text())
-    datasets = params["experiment"]["datasets"]
-    assert set(datasets) == {"svamp", "cqa", "anli1"} and set(params["experiment"]["se_datasets"]) == set(datasets)
+    datasets = params["tables"]["main"]["values"]["dataset"]
+    assert set(datasets) == {"svamp", "cqa", "anli1"} and tuple(params["tables"]["main"]["values"]["method"]) == METHODS
+    runs = YAML(typ="safe").load((proj / "runs.yaml").read_text())["runs"]
+    assert len(runs) == len(datasets) * len(METHODS)
 
     with FakeOpenAI() as srv:
         t0 = time.perf_counter()
@@ -63,13 +73,13 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     stages = ran_stages(out.stdout)
     print(f"\npaper-path dvc repro: {len(stages)} stages in {wall:.0f} s, {sent} teacher requests")
 
-    # every method on every dataset, two-stage methods through their stage-1 checkpoint
+    # every method on every dataset, two-stage runs through their stage-1 checkpoint
     for d in datasets:
         assert f"teach@{d}" in stages
-        for m in ONE_STAGE:
-            assert {f"train@{d}-{m}", f"evaluate@{d}-{m}"} <= set(stages)
-        for m in TWO_STAGE:
-            assert stages.index(f"pretrain_se@{d}-{m}") < stages.index(f"train_se@{d}-{m}") < stages.index(f"evaluate_se@{d}-{m}")
+    for name, r in runs.items():
+        assert stages.index(f"stage2@{name}") < stages.index(f"evaluate@{name}"), name
+        if r["self_evals"]:
+            assert stages.index(f"stage1@{name}") < stages.index(f"stage2@{name}"), name
     assert stages[-1] == "report" and sent > 0
 
     # the data came through datasets.load_dataset, SVAMP split by the DSS manifest
@@ -84,20 +94,19 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
         assert tr["evaluations"] > 0, d
 
     # the student came from the Hub-layout checkpoint through from_pretrained, untied and unscaled
-    hub_student = json.loads((proj / params["train"]["student"] / "config.json").read_text())
+    hub_student = json.loads((proj / params["students"]["base"]["id"] / "config.json").read_text())
     assert hub_student["tie_word_embeddings"] is False
-    for d in datasets:
-        for meth in ONE_STAGE + TWO_STAGE:
-            final = proj / "models" / d / meth / "final"
-            log = json.loads((final / "training_log.json").read_text())
-            assert log["init"] == ("base" if meth in ONE_STAGE else str(Path("models") / d / meth / "stage1"))
-            assert json.loads((final / "config.json").read_text())["scale_decoder_outputs"] is False
-            ev = json.loads((proj / f"metrics/evaluate/{d}/{meth}.json").read_text())
-            assert ev["total"] == params["datasets"][d]["limit"]["test"] and ev["selected_step"] is not None, (d, meth)
-            if meth in TWO_STAGE:
-                assert ev["stage1_verdict_agreement"] is not None, (d, meth)
-    report = (proj / "reports/results.md").read_text()
-    for meth in ONE_STAGE + TWO_STAGE:
+    for name, r in runs.items():
+        final = proj / "models" / name / "stage2"
+        log = json.loads((final / "training_log.json").read_text())
+        assert log["init"] == (str(Path("models") / name / "stage1") if r["self_evals"] else "base")
+        assert json.loads((final / "config.json").read_text())["scale_decoder_outputs"] is False
+        ev = json.loads((proj / f"metrics/evaluate/{name}.json").read_text())
+        assert ev["total"] == params["datasets"][r["dataset"]]["limit"]["test"] and ev["selected_step"] is not None, name
+        if r["self_evals"]:
+            assert ev["stage1_verdict_agreement"] is not None, name
+    report = (proj / "reports/tables/main.md").read_text()
+    for meth in METHODS:
         assert f"| {meth} |" in report
 
     # the key reached the server and no file

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spec import HubSource, TrainSpec
+from pipeline.spec import HubSource
+from pipeline.spec_tables import StudentSpec
 from pipeline.tasks import get_task
 from pipeline.tasks.base import normalize_text as norm
 from support import load_script
@@ -99,8 +100,7 @@ def test_student_loads_untied_with_no_reinitialised_keys(hub):
     _, info = T5ForConditionalGeneration.from_pretrained(str(d), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
 
-    spec = TrainSpec(student=str(d), from_config=False, lr=1e-3, batch_size=2, alpha=0.5,
-                     max_input_length=32, max_target_length=8)
+    spec = StudentSpec(id=str(d), from_config=False)
     model = build_model(spec)
     assert model.config.scale_decoder_outputs is False
     assert model.lm_head.weight.data_ptr() != model.shared.weight.data_ptr()

@@ -24,9 +24,9 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from pipeline.errors import PipelineError
-from pipeline.spec import TrainSpec
+from pipeline.spec_tables import StudentSpec
 from pipeline.student.batches import encode_rows
-from pipeline.student.generate import generate
+from pipeline.student.decode import decode
 from pipeline.student.loop import LoopConfig, train
 from pipeline.student.loss import multitask_loss, scales_decoder_outputs
 from pipeline.student.model import build_model
@@ -46,9 +46,8 @@ def v11_config(**extra) -> dict:
     return cfg
 
 
-def spec(student, **kw) -> TrainSpec:
-    return TrainSpec(student=str(student), tokenizer=str(TOKENIZER), lr=1e-3, batch_size=4, alpha=ALPHA,
-                     max_input_length=64, max_target_length=32, **kw)
+def spec(student, **kw) -> StudentSpec:
+    return StudentSpec(id=str(student), tokenizer=str(TOKENIZER), **kw)
 
 
 def write_checkpoint(d: Path, raw_config: dict, tied_head: bool, seed: int = 0) -> Path:
@@ -147,7 +146,7 @@ def test_a_stage1_checkpoint_saved_and_reloaded_trains_and_generates_the_same(tm
         assert torch.equal(t, reloaded.state_dict()[name]), name
     assert max_parity_diff(reloaded) <= TOL
     texts = [r["input"] for r in rows]
-    assert generate(model, tok, texts, 4, 12, 64, "cpu") == generate(reloaded, tok, texts, 4, 12, 64, "cpu")
+    assert decode(model, tok, texts, 4, 12, 64, "cpu") == decode(reloaded, tok, texts, 4, 12, 64, "cpu")
 
 
 def test_weights_that_do_not_match_the_config_are_refused(tmp_path):

@@ -14,8 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LOCATIONS = (
     "profile",
     "datasets.*.source.id",
-    "train.student",
-    "train.tokenizer",
+    "students.*.id",
+    "students.*.tokenizer",
 )
 #: how much is done: rows, samples, steps, lengths; never a method, a rate or a loss weight
 SIZES = (
@@ -75,11 +75,12 @@ def test_paper_local_differs_from_paper_only_in_locations_and_sizes():
     for name, ds in local["datasets"].items():
         assert ds["source"]["kind"] == "hub", name
         assert ds["teacher"]["backend"] == "openai", name
-    assert local["train"]["from_config"] is False
+    assert all(not st.get("from_config") for st in local["students"].values())
     # the locations it swaps are local stand-ins of the very Hub ids the paper profile names
     for name, ds in local["datasets"].items():
         assert ds["source"]["id"].endswith(paper["datasets"][name]["source"]["id"]), name
-    assert local["train"]["student"].endswith(paper["train"]["student"])
+    for size, st in local["students"].items():
+        assert st["id"].endswith(paper["students"][size]["id"]), size
 
 
 def test_the_comparison_sees_a_changed_method_or_rate():

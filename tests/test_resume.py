@@ -12,6 +12,8 @@ from pathlib import Path
 
 from support.cli import cli, edit_params, ok
 
+RUN = "cqa-cot1-base-teacher-k1-m0-s42"  # cot1 on CQA in the offline profile's tables (runs.yaml)
+
 
 def _tiny(doc):
     t = doc["train"]
@@ -25,25 +27,25 @@ def _tiny(doc):
 
 
 def _history(proj: Path) -> list:
-    return json.loads((proj / "models/cqa/cot1/final/training_log.json").read_text())
+    return json.loads((proj / f"models/{RUN}/stage2/training_log.json").read_text())
 
 
 def test_train_resumes_after_sigkill(cli_project):
     edit_params(cli_project, _tiny)
     for stage in (["prepare", "--dataset", "cqa"], ["teach", "--dataset", "cqa"],
-                  ["assemble", "--dataset", "cqa", "--method", "cot1"]):
+                  ["assemble", "cqa-teacher-k1-m0"]):
         ok(cli(cli_project, *stage))
 
     # the uninterrupted run, for reference
-    ok(cli(cli_project, "train", "--dataset", "cqa", "--method", "cot1"))
+    ok(cli(cli_project, "stage2", RUN))
     straight = _history(cli_project)
     assert straight["steps"] == 16 and straight["resumed_from_step"] == 0
 
     env = dict(os.environ, DVC_ROOT=str(cli_project), TOKENIZERS_PARALLELISM="false")
     env.pop("MLFLOW_TRACKING_URI", None)
-    p = subprocess.Popen([sys.executable, "-m", "pipeline", "train", "--dataset", "cqa", "--method", "cot1"],
+    p = subprocess.Popen([sys.executable, "-m", "pipeline", "stage2", RUN],
                          cwd=cli_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = cli_project / ".checkpoints/cqa/cot1/stage2/state.pt"
+    state = cli_project / f".checkpoints/{RUN}/stage2/state.pt"
     deadline = time.time() + 120
     import torch
 
@@ -60,7 +62,7 @@ def test_train_resumes_after_sigkill(cli_project):
     killed_at = torch.load(state, map_location="cpu", weights_only=False)["step"]
     assert 4 <= killed_at < 16, "the run finished before it could be killed"
 
-    ok(cli(cli_project, "train", "--dataset", "cqa", "--method", "cot1"))
+    ok(cli(cli_project, "stage2", RUN))
     resumed = _history(cli_project)
     assert resumed["resumed_from_step"] >= killed_at
     assert resumed["steps"] == 16

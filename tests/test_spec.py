@@ -59,7 +59,7 @@ def base_text() -> str:
 def test_params_yaml_validates():
     p = load_params(ROOT / "params.yaml")
     assert isinstance(p, Params)
-    assert set(p.experiment.datasets) <= set(p.datasets)
+    assert p.tables and p.students
 
 
 def test_profiles_exist():
@@ -82,8 +82,9 @@ def test_offline_profile_is_offline():
 def test_paper_profile_matches_paper_settings():
     p = load_params(ROOT / "profiles" / "paper.yaml")
     assert p.train.lr == 5e-5 and p.train.batch_size == 16 and p.train.alpha == 0.5
-    assert p.methods["cot5_se"].cots == 5 and p.methods["cot5_se"].self_eval == 5
-    assert "cot5_se" in p.experiment.se_methods
+    assert p.methods["cot5_se"].cots == 5 and p.methods["cot5_se"].self_evals == 5
+    assert "cot5_se" in p.tables["main"].values["method"]
+    assert p.students["base"].id == "google/t5-v1_1-base" and not p.students["base"].from_config
 
 
 # --------------------------------------------------------------------------- schemas in sync
@@ -141,42 +142,6 @@ def test_nonpositive_lr(tmp_path, base_text):
     msg = _load_error(path)
     assert "train.lr: must be > 0" in msg
     assert f"params.yaml:{lr_line}:" in msg
-
-
-def test_unknown_dataset_in_experiment(tmp_path, base_text):
-    doc = _rt_load(base_text)
-    doc["experiment"]["datasets"].append("no_such_dataset")
-    path = _write(tmp_path, _rt_dump(doc))
-    msg = _load_error(path)
-    assert "no_such_dataset" in msg
-    assert "experiment.datasets" in msg
-
-
-def test_two_stage_method_listed_in_methods(tmp_path, base_text):
-    doc = _rt_load(base_text)
-    doc["methods"]["my_se"] = {"labels": "teacher", "cots": 1, "self_eval": 5, "epochs": 2, "se_epochs": 1}
-    doc["experiment"]["methods"].append("my_se")
-    path = _write(tmp_path, _rt_dump(doc))
-    msg = _load_error(path)
-    assert "my_se" in msg
-    assert "se_methods" in msg
-
-
-def test_one_stage_method_listed_in_se_methods(tmp_path, base_text):
-    doc = _rt_load(base_text)
-    one_stage = next(k for k, m in doc["methods"].items() if not m.get("self_eval"))
-    doc["experiment"]["se_methods"].append(one_stage)
-    path = _write(tmp_path, _rt_dump(doc))
-    with pytest.raises(PipelineError, match=rf"{one_stage}.*experiment\.methods"):
-        load_params(path)
-
-
-def test_unknown_method_in_experiment(tmp_path, base_text):
-    doc = _rt_load(base_text)
-    doc["experiment"]["methods"].append("nope_method")
-    path = _write(tmp_path, _rt_dump(doc))
-    with pytest.raises(PipelineError, match="nope_method"):
-        load_params(path)
 
 
 def test_bad_yaml_names_line(tmp_path, base_text):

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from pipeline.student.batches import Encoded, collate, length_grouped_batches
-from pipeline.student.generate import generate
+from pipeline.student.decode import decode
 from pipeline.student.loop import LoopConfig, train
 from pipeline.student.loss import multitask_loss
 from support import SHARED
@@ -103,6 +103,6 @@ def test_generate_is_batched_greedy_and_order_preserving():
     tok = AutoTokenizer.from_pretrained(str(SHARED / "models/t5-tokenizer"))
     m = tiny_model()
     texts = ["a short one", "a much longer question about apples and oranges " * 3, "mid length text here"]
-    batched = generate(m, tok, texts, batch_size=2, max_new_tokens=5, max_input=64, device="cpu")
-    single = [generate(m, tok, [t], batch_size=1, max_new_tokens=5, max_input=64, device="cpu")[0] for t in texts]
+    batched = decode(m, tok, texts, batch_size=2, max_new_tokens=5, max_input=64, device="cpu")
+    single = [decode(m, tok, [t], batch_size=1, max_new_tokens=5, max_input=64, device="cpu")[0] for t in texts]
     assert batched == single

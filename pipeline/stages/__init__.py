@@ -1,0 +1,1 @@
+"""One module per dvc.yaml stage; each reads params.yaml (validated) and writes its typed artifacts."""

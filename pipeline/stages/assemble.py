@@ -1,11 +1,12 @@
-"""assemble: the training rows of one method (``TrainRow``, ``train_row.schema.json``), built from the
+"""assemble: the training rows of one assembly (dataset, labels, #CoTs k, #self-evaluations m; shared
+by the runs that differ only in student, epochs or seed) (``TrainRow``, ``train_row.schema.json``), built from the
 teacher's records (``TeacherRecord``) and the prepared examples (``Example``).
 
-- ``stage2.jsonl`` (the CoT/label stage; the only stage of one-stage methods): for ``cots: 0`` one
+- ``stage2.jsonl`` (the CoT/label stage; the only stage of one-stage runs): for ``cots: 0`` one
   row per question with the gold or teacher label; for ``cots: k`` one row per usable CoT among the
   question's first k, with that CoT's rationale and its parsed answer (teacher labels) or the gold
   label. Test labels are always gold.
-- ``stage1.jsonl`` (``self_eval: m`` > 0): for each of those k CoTs, its first m self-evaluations:
+- ``stage1.jsonl`` (m > 0): for each of those k CoTs, its first m self-evaluations:
   input = the CoT (or question + CoT), label = the teacher's verdict, rationale = the evaluation
   text without the verdict line.
 - ``valid.jsonl``: validation questions with gold labels, for checkpoint selection.
@@ -19,9 +20,10 @@ from __future__ import annotations
 
 from ..artifacts import read_records, write_model, write_records
 from ..records import AssembleMetrics, Example, TeacherRecord, TrainRow
+from ..runs import Assembly, find_assembly
 from ..spec import Params
 from ..tasks import get_task
-from .common import ASSEMBLED, METRICS, TEACHER, dataset_spec, method_spec, read_prepared
+from .common import ASSEMBLED, METRICS, TEACHER, dataset_spec, read_prepared
 
 
 def se_input(mode: str, question_input: str, cot_text: str) -> str:
@@ -30,13 +32,13 @@ def se_input(mode: str, question_input: str, cot_text: str) -> str:
     return cot_text.strip()
 
 
-def se_rows(params: Params, rec: TeacherRecord, inp: str, m) -> tuple[list[TrainRow], int]:
+def se_rows(params: Params, rec: TeacherRecord, inp: str, m: Assembly) -> tuple[list[TrainRow], int]:
     """Stage-1 rows of one question: its first k CoTs that carry self-evaluations x their first m
     evaluations; evaluations without a verdict are dropped and counted."""
     rows, dropped = [], 0
     evaluated = [(j, c) for j, c in enumerate(rec.cots) if c.evaluations][: m.cots]
     for j, c in evaluated:
-        for e_i, e in enumerate(c.evaluations[: m.self_eval]):
+        for e_i, e in enumerate(c.evaluations[: m.self_evals]):
             if e.status != "ok" or not (e.explanation or "").strip():
                 dropped += 1
                 continue
@@ -46,10 +48,10 @@ def se_rows(params: Params, rec: TeacherRecord, inp: str, m) -> tuple[list[Train
     return rows, dropped
 
 
-def build(params: Params, dataset: str, method: str, teacher_train: list[TeacherRecord],
+def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
           examples: dict[str, list[Example]], teacher_valid: list[TeacherRecord] | None = None,
           ) -> tuple[dict[str, list[TrainRow]], AssembleMetrics]:
-    spec, m = dataset_spec(params, dataset), method_spec(params, method)
+    spec = dataset_spec(params, m.dataset)
     task = get_task(spec.task)
     model_input = lambda ex: task.model_input(ex.model_dump())  # noqa: E731  (the Task methods take dicts)
     ex_by_id = {ex.id: ex for ex in examples["train"]}
@@ -81,7 +83,7 @@ def build(params: Params, dataset: str, method: str, teacher_train: list[Teacher
                 continue
             label = c.answer if m.labels == "teacher" else ex.label
             stage2.append(TrainRow(id=ex.id, cot_index=j, input=inp, label=label, rationale=c.rationale))
-        if m.self_eval:
+        if m.self_evals:
             rows, dropped = se_rows(params, rec, inp, m)
             stage1 += rows
             excluded_evals += dropped
@@ -89,26 +91,28 @@ def build(params: Params, dataset: str, method: str, teacher_train: list[Teacher
              for ex in examples["valid"]]
     # held-out self-evaluations (validation questions the teacher also evaluated): stage-1 agreement
     stage1_valid: list[TrainRow] = []
-    if m.self_eval:
+    if m.self_evals:
         valid_by_id = {ex.id: ex for ex in examples["valid"]}
         for rec in teacher_valid or []:
             if rec.id in valid_by_id:
                 stage1_valid += se_rows(params, rec, model_input(valid_by_id[rec.id]), m)[0]
     counts = AssembleMetrics(
-        dataset=dataset, method=method, questions=len(teacher_train),
+        assembly=m.name, dataset=m.dataset, labels=m.labels, cots=m.cots, self_evals=m.self_evals,
+        questions=len(teacher_train),
         stage2_rows=len(stage2), stage1_rows=len(stage1), valid_rows=len(valid), stage1_valid_rows=len(stage1_valid),
         excluded_unparseable=excluded, excluded_unparseable_evaluations=excluded_evals, questions_without_cots=no_cots,
     )
     return {"stage1": stage1, "stage1_valid": stage1_valid, "stage2": stage2, "valid": valid}, counts
 
 
-def run(params: Params, dataset: str, method: str) -> dict:
-    examples = read_prepared(dataset, ("train", "valid"))
-    teacher_train = read_records(TEACHER / dataset / "train.jsonl", TeacherRecord)
-    teacher_valid = read_records(TEACHER / dataset / "valid.jsonl", TeacherRecord)
-    rows, counts = build(params, dataset, method, teacher_train, examples, teacher_valid)
-    out = ASSEMBLED / dataset / method
+def run(params: Params, assembly: str) -> dict:
+    m = find_assembly(params, assembly)
+    examples = read_prepared(m.dataset, ("train", "valid"))
+    teacher_train = read_records(TEACHER / m.dataset / "train.jsonl", TeacherRecord)
+    teacher_valid = read_records(TEACHER / m.dataset / "valid.jsonl", TeacherRecord)
+    rows, counts = build(params, m, teacher_train, examples, teacher_valid)
+    out = ASSEMBLED / assembly
     for name, rs in rows.items():
         write_records(out / f"{name}.jsonl", rs)
-    write_model(METRICS / "assemble" / dataset / f"{method}.json", counts)
+    write_model(METRICS / "assemble" / f"{assembly}.json", counts)
     return counts.model_dump(mode="json")

@@ -4,62 +4,71 @@ the task's scorer, predictions (``Prediction``, ``prediction.schema.json``) and 
 logs (``TrainingLog``) beside the checkpoints give the selection and the per-step curves."""
 from __future__ import annotations
 
+import time
+
 from ..artifacts import read_model, write_model, write_records
 from ..records import EvalMetrics, Prediction, TrainingLog
+from ..runs import Run, find_run
 from ..spec import Params
 from ..student.batches import EXPLAIN
 from ..student.distributed import pick_device
-from ..student.generate import generate
+from ..student.decode import decode
 from ..student.model import load_checkpoint
 from ..tasks import get_task
-from .common import METRICS, MODELS, RESULTS, dataset_spec, method_spec, read_prepared
+from .common import METRICS, MODELS, RESULTS, dataset_spec, read_prepared
 
 
-def read_logs(dataset: str, method: str) -> tuple[TrainingLog | None, TrainingLog]:
-    """The training logs of stage 1 (None for one-stage methods) and of the final checkpoint."""
-    stage1 = MODELS / dataset / method / "stage1" / "training_log.json"
-    return (read_model(stage1, TrainingLog) if stage1.exists() else None,
-            read_model(MODELS / dataset / method / "final" / "training_log.json", TrainingLog))
+def read_logs(run: Run) -> tuple[TrainingLog | None, TrainingLog]:
+    """The training logs of stage 1 (None for one-stage runs) and of stage 2 (the checkpoint evaluated)."""
+    stage1 = MODELS / run.name / "stage1" / "training_log.json"
+    return (read_model(stage1, TrainingLog) if run.two_stage else None,
+            read_model(MODELS / run.name / "stage2" / "training_log.json", TrainingLog))
 
 
-def run(params: Params, dataset: str, method: str) -> dict:
-    from transformers import AutoTokenizer
-
-    spec, m, ev = dataset_spec(params, dataset), method_spec(params, method), params.evaluate
-    task = get_task(spec.task)
-    final = MODELS / dataset / method / "final"
-    stage1_log, log = read_logs(dataset, method)
-    device = pick_device(params.train.device)
-    tok = AutoTokenizer.from_pretrained(str(final))
-    model = load_checkpoint(str(final)).to(device)
-    examples = read_prepared(dataset, (ev.split,))[ev.split][: ev.limit]
-    inputs = [task.model_input(e.model_dump()) for e in examples]
-    import torch
+def run(params: Params, name: str) -> dict:
     from contextlib import nullcontext
 
+    import torch
+    from transformers import AutoTokenizer
+
+    started = time.time()
+    r = find_run(params, name)
+    ev = params.evaluate
+    task = get_task(dataset_spec(params, r.dataset).task)
+    checkpoint = MODELS / name / "stage2"
+    stage1_log, log = read_logs(r)
+    device = pick_device(params.train.device)
+    tok = AutoTokenizer.from_pretrained(str(checkpoint))
+    model = load_checkpoint(str(checkpoint)).to(device)
+    examples = read_prepared(r.dataset, (ev.split,))[ev.split][: ev.limit]
+    inputs = [task.model_input(e.model_dump()) for e in examples]
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
     with ctx:
-        preds = generate(model, tok, inputs, ev.batch_size, ev.max_new_tokens, params.train.max_input_length, device,
-                         desc=f"evaluate {dataset}/{method}")
-        rationales = (generate(model, tok, inputs, ev.batch_size, ev.rationale_max_new_tokens, params.train.max_input_length,
-                               device, prefix=EXPLAIN, desc="rationales")
-                      if ev.keep_rationales and m.cots else [None] * len(inputs))
-    rows = [Prediction(id=e.id, input=x, gold=e.label, prediction=p, correct=task.is_correct(p, e.label), rationale=r)
-            for e, x, p, r in zip(examples, inputs, preds, rationales)]
-    correct = sum(r.correct for r in rows)
-    write_records(RESULTS / dataset / method / "predictions.jsonl", rows)
+        preds = decode(model, tok, inputs, ev.batch_size, ev.max_new_tokens, params.train.max_input_length, device,
+                       desc=f"evaluate {name}")
+        rationales = (decode(model, tok, inputs, ev.batch_size, ev.rationale_max_new_tokens, params.train.max_input_length,
+                             device, prefix=EXPLAIN, desc="rationales")
+                      if ev.keep_rationales and r.cots else [None] * len(inputs))
+    rows = [Prediction(id=e.id, input=x, gold=e.label, prediction=p, correct=task.is_correct(p, e.label), rationale=ra)
+            for e, x, p, ra in zip(examples, inputs, preds, rationales)]
+    correct = sum(x.correct for x in rows)
+    write_records(RESULTS / name / "predictions.jsonl", rows)
     sel, paper = log.selected, log.paper_protocol_best
     metrics = EvalMetrics(
-        dataset=dataset, method=method, split=ev.split,
+        run=name, dataset=r.dataset, method=r.method, student=r.student, labels=r.labels, cots=r.cots,
+        self_evals=r.self_evals, seed=r.seed, split=ev.split,
         accuracy=round(correct / len(rows), 6) if rows else 0.0, correct=correct, total=len(rows),
         selected_step=sel.step if sel else None, valid_accuracy=sel.valid_accuracy if sel else None,
         paper_protocol_accuracy=paper.test_accuracy if paper else None,
         paper_protocol_step=paper.step if paper else None,
         stage1_verdict_agreement=stage1_log.verdict_agreement if stage1_log else None,
+        started_at=started, finished_at=time.time(),
     )
-    metrics_path = METRICS / "evaluate" / dataset / f"{method}.json"
+    metrics_path = METRICS / "evaluate" / f"{name}.json"
     write_model(metrics_path, metrics)
-    metrics.mlflow_run_id = _track(params, dataset, method, metrics, metrics_path, stage1_log, log)
+    from ..tracking import log_run
+
+    metrics.mlflow_run_id = log_run(params, r, metrics, [x for x in (stage1_log, log) if x is not None], [metrics_path])
     write_model(metrics_path, metrics)
     return metrics.model_dump(mode="json")
 
@@ -77,20 +86,3 @@ def step_metrics(logs: list[tuple[str, TrainingLog]]) -> list[tuple[str, float, 
                 if getattr(e, k) is not None:
                     steps.append((prefix + k, getattr(e, k), e.step))
     return steps
-
-
-def _track(params: Params, dataset: str, method: str, metrics: EvalMetrics, metrics_path,
-           stage1_log: TrainingLog | None, log: TrainingLog) -> str:
-    from ..tracking import log_run
-
-    logs = ([("stage1_", stage1_log)] if stage1_log else []) + [("", log)]
-    p = params.model_dump(mode="json")
-    run_params = {"seed": p["seed"], "profile": p["profile"], "dataset": {dataset: p["datasets"][dataset]},
-                  "method": {method: p["methods"][method]}, "assemble": p["assemble"], "train": p["train"],
-                  "evaluate": p["evaluate"]}
-    final = {k: getattr(metrics, k) for k in ("accuracy", "valid_accuracy", "paper_protocol_accuracy", "stage1_verdict_agreement")
-             if getattr(metrics, k) is not None}
-    final["test_correct"], final["test_total"] = metrics.correct, metrics.total
-    return log_run(dataset=dataset, method=method, seed=params.seed, params=run_params, step_metrics=step_metrics(logs),
-                   metrics=final, artifacts=[metrics_path],
-                   extra_tags={"profile": params.profile, "model_dir": str(MODELS / dataset / method / "final")})

@@ -1,133 +1,309 @@
-"""report: the results table (rows = methods, columns = datasets, plus teacher accuracy), regenerated
-from the DVC metrics files only (``EvalMetrics``, ``TeachMetrics``), as markdown and CSV, with the
-reference numbers beside it."""
+"""report: every table (and figure) of params.yaml's ``tables:``, from the DVC metrics files only
+(``metrics/evaluate/<run>.json``, ``metrics/teach/<dataset>.json``), with the reference values of
+``reports/reference.csv`` (``table,row,col,value,source``; value in percent) beside the cells they match.
+
+Writes ``reports/tables/<table>.md`` and ``.csv`` (one CSV line per cell), ``reports/figures/<table>.png``
+(a line figure for ``show: line``, with its data as ``reports/figures/<table>.csv``; grouped bars
+otherwise), the index ``reports/tables/README.md`` (with the reference values that match no cell), the
+one DVC metrics file ``metrics/headline.json`` (``{table: {"row/col": percent or null}}``), and logs
+them as one MLflow "report" run (``pipeline.tracking.log_report``)."""
 from __future__ import annotations
 
 import csv
 import io
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from ..artifacts import atomic_path, read_model
-from ..records import EvalMetrics, TeachMetrics
+from ..records import EvalMetrics, TeachMetrics, TeachSplitMetrics
+from ..runs import cells, tables_of
 from ..spec import Params
+from ..spec_tables import TEACHER_METRICS
+from . import figures
 from .common import METRICS
 
 REPORTS = Path("reports")
 REFERENCE = REPORTS / "reference.csv"
+TABLES = REPORTS / "tables"
+FIGURES = REPORTS / "figures"
+INDEX = TABLES / "README.md"
+HEADLINE = METRICS / "headline.json"
+CSV_COLUMNS = ("row", "col", "value", "std", "n", "seeds", "status", "reference", "diff", "note")
+RUN_FIELDS = {"accuracy": "accuracy", "paper_protocol_accuracy": "paper_protocol_accuracy",
+              "verdict_agreement": "stage1_verdict_agreement"}
+MEANING = {
+    "accuracy": "test accuracy of the checkpoint selected on the validation split (our protocol)",
+    "paper_protocol_accuracy": "best test accuracy over all selection points: the official code's best-on-test "
+                               "protocol (it selects on the test split: optimistic; for comparison with the paper only)",
+    "verdict_agreement": "agreement of the stage-1 student's verdicts with the teacher's on held-out "
+                         "self-evaluations (two-stage runs)",
+    "teacher_accuracy": "accuracy of the teacher's first CoT per question (unparseable = wrong) on the first split "
+                        "the teacher answered in full (test, else valid, else train)",
+    "teacher_parse_rate": "share of the teacher's CoTs with a parseable answer, on that same split",
+}
 
 
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.2f}"
+@dataclass(frozen=True)
+class Stat:
+    """One cell of one metric, in percent: the mean over the seeds with metrics, their sample std, n."""
+
+    mean: Optional[float] = None
+    std: Optional[float] = None
+    n: int = 0  # seeds (runs) with a value
+    seeds: int = 1  # seeds asked (0: teacher metric)
+    omitted: bool = False
+    note: str = ""
+
+    @property
+    def status(self) -> str:
+        return "omitted" if self.omitted else "missing" if self.mean is None else "ok"
+
+    def show(self) -> str:
+        if self.omitted:
+            return "-"
+        if self.mean is None:
+            return "n/a"
+        if self.seeds <= 1:
+            return f"{self.mean:.2f}"
+        return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "") + f" (n={self.n})"
+
+
+def _stat(values: list, seeds: int, note: str = "") -> Stat:
+    vals = [100 * v for v in values if v is not None]
+    if not vals:
+        return Stat(seeds=seeds, note=note)
+    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), seeds, note=note)
+
+
+@dataclass(frozen=True)
+class Ref:
+    line: int
+    table: str
+    row: str
+    col: str
+    value: float
+    source: str
+
+
+class Metrics:
+    """The metrics files, each read once (``None``: not written yet)."""
+
+    def __init__(self) -> None:
+        self.evals: dict[str, Optional[EvalMetrics]] = {}
+        self.teach: dict[str, Optional[TeachMetrics]] = {}
+
+    def run(self, name: str) -> Optional[EvalMetrics]:
+        if name not in self.evals:
+            p = METRICS / "evaluate" / f"{name}.json"
+            self.evals[name] = read_model(p, EvalMetrics) if p.exists() else None
+        return self.evals[name]
+
+    def teacher(self, ds: str) -> tuple[Optional[str], Optional[TeachSplitMetrics]]:
+        """The first split the teacher answered in full: test, else valid, else train."""
+        if ds not in self.teach:
+            p = METRICS / "teach" / f"{ds}.json"
+            self.teach[ds] = read_model(p, TeachMetrics) if p.exists() else None
+        splits = self.teach[ds].splits if self.teach[ds] else {}
+        for split in ("test", "valid", "train"):
+            m = splits.get(split)
+            if m and m.accuracy is not None and m.questions_with_cots == m.questions:
+                return split, m
+        return None, None
+
+
+@dataclass
+class Grid:
+    name: str
+    rows: list[str]
+    cols: list[str]
+    col_dim: str  # the columns' dimension, or "metric"
+    stats: dict[tuple[str, str], Stat]
+
+
+def _grid(params: Params, name: str, m: Metrics) -> Grid:
+    t = params.tables[name]
+    cols = [str(c) for c in t.values[t.cols]] if t.cols else t.metrics
+    stats: dict[tuple[str, str], Stat] = {}
+    for cell in cells(params, name, omitted=True):
+        for col, metric in ([(str(cell.col), t.metric)] if t.cols else [(x, x) for x in t.metrics]):
+            if cell.omitted:
+                stat = Stat(omitted=True, seeds=0 if metric in TEACHER_METRICS else len(t.seeds or [params.seed]))
+            elif metric in TEACHER_METRICS:
+                split, s = m.teacher(cell.dataset)
+                v = None if s is None else s.accuracy if metric == "teacher_accuracy" else s.parse_rate
+                stat = _stat([v], 0, f"split={split}" if split else "")
+            else:
+                evs = [m.run(r.name) for r in cell.runs]
+                stat = _stat([getattr(e, RUN_FIELDS[metric]) if e else None for e in evs], len(cell.runs))
+            stats[str(cell.row), col] = stat
+    return Grid(name, [str(r) for r in t.values[t.rows]], cols, t.cols or "metric", stats)
+
+
+def read_references(grids: dict[str, Grid], path: Path = REFERENCE) -> tuple[dict, list[Ref]]:
+    """The reference values by (table, row, col), and those that match no cell (each warned on stderr)."""
+    found: dict[tuple[str, str, str], Ref] = {}
+    unmatched: list[Ref] = []
+    if not path.exists():
+        return found, unmatched
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("table", "row", "col", "value") if c not in (reader.fieldnames or [])]
+        if reader.fieldnames and missing:
+            print(f"warning: {path}:1: no column {', '.join(missing)} (expected table,row,col,value,source): "
+                  "reference values ignored", file=sys.stderr)
+            return found, unmatched
+        for r in reader:
+            line = reader.line_num
+            table, row, col = ((r.get(k) or "").strip() for k in ("table", "row", "col"))
+            value = (r.get("value") or "").strip()
+            if not table or table.startswith("#") or not value:  # blank, comment, or a value not filled in yet
+                continue
+            try:
+                ref = Ref(line, table, row, col, float(value.rstrip("%")), (r.get("source") or "").strip())
+            except ValueError:
+                print(f"warning: {path}:{line}: value {value!r} is not a number (percent): ignored", file=sys.stderr)
+                continue
+            key = (table, row, col)
+            g = grids.get(table)
+            if g is None or (row, col) not in g.stats:
+                why = "" if g is not None else f" (no table {table!r} in params.yaml)"
+                print(f"warning: {path}:{line}: table {table} has no cell ({row}, {col}){why}", file=sys.stderr)
+                unmatched.append(ref)
+            elif key in found:
+                print(f"warning: {path}:{line}: a second value for ({table}, {row}, {col}) "
+                      f"(first on line {found[key].line}): ignored", file=sys.stderr)
+            else:
+                found[key] = ref
+    return found, unmatched
+
+
+def _diff(s: Stat, ref: Optional[Ref]) -> str:
+    return f"{s.mean - ref.value:+.2f}" if ref and s.mean is not None else ""
+
+
+def _write(path: Path, text: str, out: list[Path]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    out.append(path)
+
+
+def _table_csv(g: Grid, refs: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for row in g.rows:
+        for col in g.cols:
+            s, ref = g.stats.get((row, col)), refs.get((g.name, row, col))
+            if s is None:
+                continue
+            w.writerow([row, col, "" if s.mean is None else f"{s.mean:.2f}", "" if s.std is None else f"{s.std:.2f}",
+                        s.n, s.seeds or "", s.status, "" if ref is None else f"{ref.value:.2f}", _diff(s, ref), s.note])
+    return buf.getvalue()
+
+
+def _table_md(params: Params, g: Grid, refs: dict, figure: Optional[Path]) -> str:
+    t = params.tables[g.name]
+    seeds = None if t.teacher_only else (t.seeds or [params.seed])
+    multi = seeds is not None and len(seeds) > 1
+    fixed = ", ".join(f"{k} = {v}" for k, v in t.fixed.items()) or "none"
+    md = [f"# {t.title}", "", f"regenerates: {t.paper or '(not given)'}", "",
+          "Generated by `python -m pipeline report` from `metrics/` only: do not edit by hand.", "",
+          f"- rows: {t.rows}; columns: {g.col_dim}" + ("" if t.cols else " (one column per metric)"),
+          f"- fixed: {fixed}",
+          f"- seeds: {', '.join(map(str, seeds))}" if seeds else "- seeds: none (the teacher's outputs)"]
+    md += [f"- {x}: {MEANING[x]}" for x in t.metrics]
+    md += [f"- cells: the metric in percent, 2 decimals"
+           + ("; mean ± sample std over the seeds (n = seeds evaluated)" if multi else "")
+           + "; `n/a`: not evaluated yet; `-`: omitted (not run)",
+           "- `[ref R; diff D]`: the value R of `reports/reference.csv` for that cell, and ours - R in points "
+           "(sources below); Mind's Mirror's own values are not available offline: fill them in there "
+           "(`table,row,col,value,source`)",
+           f"- `{g.name}.csv`: one line per cell: row, col, value (%), std, n (seeds evaluated), seeds (asked), "
+           "status (ok / missing / omitted), reference (%), diff (points), note", ""]
+    md += [f"| {t.rows} | " + " | ".join(g.cols) + " |", "|---|" + "---|" * len(g.cols)]
+    for row in g.rows:
+        shown = []
+        for col in g.cols:
+            s, ref = g.stats.get((row, col), Stat(omitted=True)), refs.get((g.name, row, col))
+            d = _diff(s, ref)
+            shown.append(s.show() + (f" [ref {ref.value:.2f}" + (f"; diff {d}]" if d else "]") if ref else ""))
+        md.append(f"| {row} | " + " | ".join(shown) + " |")
+    md.append("")
+    notes = sorted({f"{row}: {s.note}" for (row, _), s in g.stats.items() if s.note})
+    if notes:
+        md += ["Teacher metrics scored on: " + "; ".join(notes) + ".", ""]
+    used = [r for (tb, _, _), r in refs.items() if tb == g.name]
+    if used:
+        md += ["Reference values:", ""] + [f"- ({r.row}, {r.col}) {r.value:.2f}: {r.source}" for r in used] + [""]
+    if figure:
+        md += [f"![{g.name}](../figures/{figure.name})", ""]
+    return "\n".join(md)
+
+
+def _figure(params: Params, g: Grid, out: list[Path]) -> Optional[Path]:
+    t = params.tables[g.name]
+    series = {row: [(s.mean, s.std) if (s := g.stats.get((row, col))) else (None, None) for col in g.cols]
+              for row in g.rows}
+    ylabel = (t.metrics[0] if len(t.metrics) == 1 else "value") + " (%)"
+    if t.show == "line":
+        figures.write_csv(FIGURES / f"{g.name}.csv", g.col_dim, g.cols, series)
+        out.append(FIGURES / f"{g.name}.csv")
+    png = figures.plot(FIGURES / f"{g.name}.png", t.show if t.show == "line" else "bar", t.title, g.col_dim,
+                       g.cols, series, ylabel)
+    out.append(png)
+    return png
+
+
+def _index(params: Params, unmatched: list[Ref]) -> str:
+    md = ["# Tables", "", f"Profile `{params.profile}`. Generated by `python -m pipeline report` from `metrics/` "
+          "only; the cells of every table are also in `metrics/headline.json`. Reference values: "
+          "`reports/reference.csv` (`table,row,col,value,source`, value in percent; Mind's Mirror's own values "
+          "are not available offline: fill them in).", ""]
+    for name, t in params.tables.items():
+        md.append(f"- [{name}]({name}.md) ([csv]({name}.csv), [figure](../figures/{name}.png)): {t.title}"
+                  + (f" (regenerates: {t.paper})" if t.paper else ""))
+    md += ["", "## Unmatched reference values", ""]
+    md += [f"- `reports/reference.csv` line {r.line}: table {r.table}, row {r.row}, col {r.col}: {r.value:.2f} "
+           f"({r.source})" for r in unmatched] or ["none"]
+    return "\n".join(md) + "\n"
+
+
+def _prune(keep: list[Path]) -> None:
+    """Remove what no table produces from the stage's output folders (DVC does too, before a run)."""
+    kept = {p.resolve() for p in keep}
+    for d in (TABLES, FIGURES):
+        for p in d.iterdir():
+            if (p.is_file() or p.is_symlink()) and p.resolve() not in kept:
+                p.unlink()
 
 
 def run(params: Params) -> list[Path]:
-    datasets = list(params.datasets)
-    methods = params.experiment.all_methods
-    teach: dict[str, TeachMetrics] = {}
-    for ds in datasets:
-        p = METRICS / "teach" / f"{ds}.json"
-        if p.exists():
-            teach[ds] = read_model(p, TeachMetrics)
-    results: dict[tuple[str, str], EvalMetrics] = {}
-    for ds in datasets:
-        for m in methods:
-            p = METRICS / "evaluate" / ds / f"{m}.json"
-            if p.exists():
-                results[ds, m] = read_model(p, EvalMetrics)
+    started = time.time()
+    m = Metrics()
+    grids = {name: _grid(params, name, m) for name in params.tables}
+    refs, unmatched = read_references(grids)
+    out: list[Path] = []
+    TABLES.mkdir(parents=True, exist_ok=True)
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    headline: dict[str, dict[str, Optional[float]]] = {}
+    for name, g in grids.items():
+        figure = _figure(params, g, out)
+        _write(TABLES / f"{name}.md", _table_md(params, g, refs, figure), out)
+        _write(TABLES / f"{name}.csv", _table_csv(g, refs), out)
+        headline[name] = {f"{row}/{col}": None if s.mean is None else round(s.mean, 4)
+                          for row in g.rows for col in g.cols
+                          if (s := g.stats.get((row, col))) is not None and not s.omitted}
+    _write(INDEX, _index(params, unmatched), out)
+    _write(HEADLINE, json.dumps(headline, indent=2) + "\n", out)
+    _prune(out)
 
-    def teacher_acc(ds):
-        """The teacher's accuracy on the first split it answered in full: test, else valid, else train."""
-        s = teach[ds].splits if ds in teach else {}
-        for split in ("test", "valid", "train"):
-            m = s.get(split)
-            if m and m.accuracy is not None and m.questions_with_cots == m.questions:
-                return m.accuracy, split
-        return None, None
+    from ..tracking import log_report
 
-    rows = []
-    for m in methods:
-        spec = params.methods[m]
-        row = {"method": m, "labels": spec.labels, "cots": spec.cots, "self_eval": spec.self_eval}
-        for ds in datasets:
-            r = results.get((ds, m))
-            row[f"{ds}_selected_on_valid"] = r.accuracy if r else None
-            row[f"{ds}_paper_protocol"] = r.paper_protocol_accuracy if r else None
-        rows.append(row)
-    trow = {"method": "teacher", "labels": "", "cots": "", "self_eval": ""}
-    for ds in datasets:
-        acc, split = teacher_acc(ds)
-        trow[f"{ds}_selected_on_valid"] = acc
-        trow[f"{ds}_paper_protocol"] = acc
-    rows.append(trow)
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in r.items()})
-    csv_path = REPORTS / "results.csv"
-    with atomic_path(csv_path) as tmp:
-        tmp.write_text(buf.getvalue())
-
-    md = [f"# Results ({params.profile} profile)", "",
-          "Accuracy (%) on each dataset's test split. Generated by `python -m pipeline report` from "
-          "`metrics/` only; do not edit by hand.", ""]
-    for title, key, note in (
-        ("Selected on the validation split (our protocol)", "selected_on_valid",
-         "Test accuracy of the checkpoint with the best validation accuracy."),
-        ("Best on the test split (the official code's protocol)", "paper_protocol",
-         "Best test accuracy over all evaluation points: optimistic, shown only for comparison with the paper."),
-    ):
-        md += [f"## {title}", "", note, "", "| method | labels | CoTs | self-eval | " + " | ".join(datasets) + " |",
-               "|---|---|---|---|" + "---|" * len(datasets)]
-        for r in rows:
-            md.append(f"| {r['method']} | {r['labels']} | {r['cots']} | {r['self_eval']} | "
-                      + " | ".join(_pct(r[f"{ds}_{key}"]) for ds in datasets) + " |")
-        md.append("")
-    md += ["Teacher row: accuracy of the teacher's first CoT per question, parsed like the reference code "
-           "(unparseable = wrong), on the first split the teacher answered in full (test, else valid, else train: "
-           + ", ".join(f"{ds}: {teacher_acc(ds)[1] or 'n/a'}" for ds in datasets) + ").", ""]
-    if REFERENCE.exists():
-        md += ["## Reference numbers (`reports/reference.csv`)", "", _reference_md(REFERENCE), ""]
-    md_path = REPORTS / "results.md"
-    with atomic_path(md_path) as tmp:
-        tmp.write_text("\n".join(md))
-    out = [md_path, csv_path]
-    png = _plot(rows, datasets, REPORTS / "results.png")
-    if png:
-        out.append(png)
+    ids = {name: e.mlflow_run_id for name, e in m.evals.items() if e is not None and e.mlflow_run_id}
+    log_report(params, out, tables_of(params), ids, started_at=started)
     return out
-
-
-def _reference_md(path: Path) -> str:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return "(empty)"
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(r[c] or "not available" for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _plot(rows, datasets, path: Path):
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(datasets), 3.2))
-    width = 0.8 / max(1, len(rows))
-    for i, r in enumerate(rows):
-        vals = [100 * (r[f"{ds}_selected_on_valid"] or 0) for ds in datasets]
-        ax.bar([j + i * width for j in range(len(datasets))], vals, width, label=r["method"])
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(datasets))], datasets)
-    ax.set_ylabel("test accuracy (%)")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path

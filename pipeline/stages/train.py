@@ -1,43 +1,45 @@
-"""train: the T5 student, in one or two stages.
+"""train: the T5 student of one run, in one or two stages.
 
-``pretrain`` (stage 1, two-stage methods only) trains on the teacher's self-evaluations, saves a
+``stage1`` (two-stage runs only: self_evals > 0) trains on the teacher's self-evaluations, saves a
 checkpoint and measures the student's verdict agreement on held-out evaluations.
-``train`` (stage 2, or the only stage) trains on the method's CoT/label rows, starting from the
+``stage2`` (the only stage of one-stage runs) trains on the run's CoT/label rows, starting from the
 stage-1 checkpoint when there is one, selects the checkpoint on the validation split and saves it.
 """
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from ..artifacts import read_records, write_model
 from ..errors import PipelineError
 from ..paths import project_root
 from ..records import TrainingLog, TrainMetrics, TrainRow
+from ..runs import Run, find_run
 from ..spec import Params
 from ..student.batches import encode_rows
 from ..student.distributed import dist_info, pick_device
-from ..student.generate import generate
+from ..student.decode import decode
 from ..student.loop import Evaluator, LoopConfig, fingerprint, train
 from ..student.model import build_model, load_tokenizer, n_params
 from ..tasks import get_task
 from .common import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_prepared
 
 
-def _loop_config(params: Params, epochs: float, device: str) -> LoopConfig:
+def _loop_config(params: Params, seed: int, epochs: float, device: str) -> LoopConfig:
     t = params.train
     # auto = separate: measured faster than joint on CPU (benchmarks/README.md); joint pads the short
     # label half to the rationale length. Not yet measured on a GPU.
     forward = "separate" if t.forward == "auto" else t.forward
     return LoopConfig(lr=t.lr, batch_size=t.batch_size, grad_accum=t.grad_accum, alpha=t.alpha, epochs=epochs,
-                      max_steps=t.max_steps, weight_decay=t.weight_decay, seed=params.seed, device=device,
+                      max_steps=t.max_steps, weight_decay=t.weight_decay, seed=seed, device=device,
                       bf16=device.startswith("cuda") and t.precision in ("auto", "bf16"), forward=forward,
                       log_every=t.log_every, save_every_steps=t.save_every_steps)
 
 
-def _resume_dir(dataset: str, method: str, stage: str) -> Path:
+def _resume_dir(run: Run, stage: str) -> Path:
     # scratch space for resumable state: not a DVC output (DVC deletes outputs before a run)
-    return project_root() / ".checkpoints" / dataset / method / stage
+    return project_root() / ".checkpoints" / run.name / stage
 
 
 def _save(model, tok, out: Path, log: TrainingLog | None) -> None:
@@ -51,45 +53,46 @@ def _save(model, tok, out: Path, log: TrainingLog | None) -> None:
         write_model(out / "training_log.json", log)
 
 
-def run_stage1(params: Params, dataset: str, method: str) -> None:
-    m = method_spec(params, method)
-    out = MODELS / dataset / method / "stage1"
-    if not m.self_eval:
-        raise PipelineError(f"method {method!r} has no self-evaluation stage (self_eval: 0): nothing to pretrain")
-    rows = read_records(ASSEMBLED / dataset / method / "stage1.jsonl", TrainRow)
-    held_out = read_records(ASSEMBLED / dataset / method / "stage1_valid.jsonl", TrainRow)
-    _train_and_save(params, dataset, method, "stage1", rows, m.se_epochs, None, None, out, held_out)
+def run_stage1(params: Params, name: str) -> None:
+    run = find_run(params, name)
+    if not run.two_stage:
+        raise PipelineError(f"run {name!r} has no self-evaluation stage (self_evals 0): nothing to train in stage 1")
+    rows = read_records(ASSEMBLED / run.assembly.name / "stage1.jsonl", TrainRow)
+    held_out = read_records(ASSEMBLED / run.assembly.name / "stage1_valid.jsonl", TrainRow)
+    epochs = method_spec(params, run.method).se_epochs
+    _train_and_save(params, run, "stage1", rows, epochs, None, None, held_out)
 
 
-def run_stage2(params: Params, dataset: str, method: str) -> None:
-    m = method_spec(params, method)
-    rows = read_records(ASSEMBLED / dataset / method / "stage2.jsonl", TrainRow)
-    valid = read_records(ASSEMBLED / dataset / method / "valid.jsonl", TrainRow)
-    init_dir = MODELS / dataset / method / "stage1" if m.self_eval else None
+def run_stage2(params: Params, name: str) -> None:
+    run = find_run(params, name)
+    rows = read_records(ASSEMBLED / run.assembly.name / "stage2.jsonl", TrainRow)
+    valid = read_records(ASSEMBLED / run.assembly.name / "valid.jsonl", TrainRow)
+    init_dir = MODELS / name / "stage1" if run.two_stage else None
     if init_dir is not None and not (init_dir / "config.json").exists():
-        raise PipelineError(f"{init_dir}: stage-1 checkpoint missing; run `python -m pipeline pretrain --dataset {dataset} --method {method}` (dvc repro does)")
-    _train_and_save(params, dataset, method, "stage2", rows, m.epochs, valid, init_dir, MODELS / dataset / method / "final")
+        raise PipelineError(f"{init_dir}: stage-1 checkpoint missing; run `python -m pipeline stage1 {name}` (dvc repro does)")
+    _train_and_save(params, run, "stage2", rows, method_spec(params, run.method).epochs, valid, init_dir)
 
 
-def _train_and_save(params, dataset, method, stage, rows: list[TrainRow], epochs, valid: list[TrainRow] | None,
-                    init_dir, out: Path, verdict_rows: list[TrainRow] | None = None) -> None:
+def _train_and_save(params: Params, run: Run, stage: str, rows: list[TrainRow], epochs, valid: list[TrainRow] | None,
+                    init_dir, verdict_rows: list[TrainRow] | None = None) -> None:
+    started = time.time()
     t = params.train
-    spec = dataset_spec(params, dataset)
-    task = get_task(spec.task)
+    task = get_task(dataset_spec(params, run.dataset).task)
     device = pick_device(t.device)
-    tok = load_tokenizer(t)
-    model = build_model(t, init_dir)
+    student = params.students[run.student]
+    tok = load_tokenizer(student)
+    model = build_model(student, init_dir, run.seed)
     if not rows:
-        raise PipelineError(f"{ASSEMBLED / dataset / method}/{stage}.jsonl: no training rows (see metrics/assemble/{dataset}/{method}.json)")
+        raise PipelineError(f"{ASSEMBLED / run.assembly.name}/{stage}.jsonl: no training rows (see metrics/assemble/{run.assembly.name}.json)")
     row_dicts = [r.model_dump() for r in rows]  # the student's batching and the resume fingerprint take dicts
     enc = encode_rows(tok, row_dicts, t.max_input_length, t.max_target_length)
-    cfg = _loop_config(params, epochs, device)
+    cfg = _loop_config(params, run.seed, epochs, device)
 
     evaluator = None
     if valid is not None:
         def scorer(inputs, golds):
             def score(mdl):
-                preds = generate(mdl, tok, inputs, t.select_batch_size, t.select_max_new_tokens, t.max_input_length, device)
+                preds = decode(mdl, tok, inputs, t.select_batch_size, t.select_max_new_tokens, t.max_input_length, device)
                 return sum(task.is_correct(p, g) for p, g in zip(preds, golds)) / max(1, len(golds))
             return score
 
@@ -97,7 +100,7 @@ def _train_and_save(params, dataset, method, stage, rows: list[TrainRow], epochs
         test_fn = None
         if t.paper_protocol:
             ev = params.evaluate
-            test = read_prepared(dataset, (ev.split,))[ev.split][: ev.limit]
+            test = read_prepared(run.dataset, (ev.split,))[ev.split][: ev.limit]
             if test:
                 test_fn = scorer([task.model_input(e.model_dump()) for e in test], [e.label for e in test])
         cfg.eval_every = t.select_every
@@ -106,13 +109,14 @@ def _train_and_save(params, dataset, method, stage, rows: list[TrainRow], epochs
         cfg.eval_every = 0
 
     rank = dist_info()[0]
-    fp = fingerprint(params.train.model_dump(), params.seed, epochs, row_dicts, str(init_dir), stage)
-    resume = _resume_dir(dataset, method, stage)
+    fp = fingerprint({**params.train.model_dump(), "student": student.model_dump()}, run.seed, epochs, row_dicts,
+                     str(init_dir), stage)
+    resume = _resume_dir(run, stage)
     try:
-        model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {dataset}/{method}")
+        model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {run.name}")
         if rank != 0:  # under DDP, rank 0 measures and writes the outputs; the others are done
             return
-        _finish(params, dataset, method, stage, rows, epochs, init_dir, out, verdict_rows, tok, model, res, cfg, device)
+        _finish(params, run, stage, rows, epochs, init_dir, verdict_rows, tok, model, res, cfg, device, started)
     finally:
         _end_distributed()
 
@@ -124,27 +128,30 @@ def _end_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _finish(params, dataset, method, stage, rows, epochs, init_dir, out, verdict_rows, tok, model, res, cfg, device) -> None:
+def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, model, res, cfg, device, started) -> None:
     t = params.train
     agreement = None
     if verdict_rows:
         # stage 1: how often the student's verdict matches the teacher's on held-out evaluations
-        preds = generate(model.to(device), tok, [r.input for r in verdict_rows], t.select_batch_size,
+        preds = decode(model.to(device), tok, [r.input for r in verdict_rows], t.select_batch_size,
                          t.select_max_new_tokens, t.max_input_length, device)
         agreement = round(sum(p.strip().lower() == r.label for p, r in zip(preds, verdict_rows)) / len(verdict_rows), 6)
     log = TrainingLog(
         verdict_agreement=agreement, verdict_rows=len(verdict_rows or []),
-        dataset=dataset, method=method, stage=stage, device=device, precision="bf16" if cfg.bf16 else "fp32",
+        run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+        cots=run.cots, self_evals=run.self_evals, seed=run.seed, stage=stage, device=device, precision="bf16" if cfg.bf16 else "fp32",
         forward=cfg.forward, parameters=n_params(model), init=str(init_dir) if init_dir else "base",
         world_size=dist_info()[1], rows=len(rows), epochs=epochs, steps=res.steps, seconds=round(res.seconds, 3),
         examples_per_s=round(res.examples / res.seconds, 3) if res.seconds else None,
         resumed_from_step=res.resumed_from_step, history=res.history, evals=res.evals,
-        selected=res.best, paper_protocol_best=res.best_test,
+        selected=res.best, paper_protocol_best=res.best_test, started_at=started, finished_at=started,
     )
-    _save(model, tok, out, log)
-    write_model(METRICS / "train" / dataset / method / f"{stage}.json", TrainMetrics.of(log))
-    shutil.rmtree(_resume_dir(dataset, method, stage), ignore_errors=True)
+    _save(model, tok, MODELS / run.name / stage, log)  # finished_at: set once the checkpoint is written
+    log = log.model_copy(update={"finished_at": time.time()})
+    write_model(MODELS / run.name / stage / "training_log.json", log)
+    write_model(METRICS / "train" / run.name / f"{stage}.json", TrainMetrics.of(log))
+    shutil.rmtree(_resume_dir(run, stage), ignore_errors=True)
     sel = log.selected
-    print(f"{stage} {dataset}/{method}: {res.steps} steps in {res.seconds:.1f}s on {device}"
+    print(f"{stage} {run.name}: {res.steps} steps in {res.seconds:.1f}s on {device}"
           + (f", selected step {sel.step} (valid {sel.valid_accuracy:.4f})" if sel else "")
           + (f", {log.world_size} processes" if log.world_size > 1 else ""))

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import PipelineError
 from ..paths import resolve_data_path
-from ..spec import TrainSpec
+from ..spec_tables import StudentSpec
 
 
 def _local_or_hub(name: str) -> str:
@@ -16,26 +16,26 @@ def _local_or_hub(name: str) -> str:
     return str(p) if p.exists() else name
 
 
-def load_tokenizer(spec: TrainSpec):
+def load_tokenizer(spec: StudentSpec):
     from transformers import AutoTokenizer
 
-    name = _local_or_hub(spec.tokenizer or spec.student)
+    name = _local_or_hub(spec.tokenizer or spec.id)
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception as e:
         raise PipelineError(f"cannot load tokenizer {name!r}: {_first_line(e)}") from None
 
 
-def build_model(spec: TrainSpec, init_dir: str | Path | None = None):
+def build_model(spec: StudentSpec, init_dir: str | Path | None = None, seed: int = 0):
     """A T5ForConditionalGeneration: from ``init_dir`` (a stage-1 checkpoint) if given, else
-    pretrained from ``spec.student``, else (``from_config``) randomly initialised from the config
-    at ``spec.student`` with ``config_overrides``, tied like the t5-v1_1 checkpoints (encoder and
+    pretrained from ``spec.id``, else (``from_config``) randomly initialised (from ``seed``) from the
+    config at ``spec.id`` with ``config_overrides``, tied like the t5-v1_1 checkpoints (encoder and
     decoder share the input embeddings; ``lm_head`` is separate)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     if init_dir is not None:
         return load_checkpoint(str(init_dir))
-    name = _local_or_hub(spec.student)
+    name = _local_or_hub(spec.id)
     if not spec.from_config:
         return load_checkpoint(name)
     try:
@@ -45,12 +45,12 @@ def build_model(spec: TrainSpec, init_dir: str | Path | None = None):
     raw_tie = _raw_tie(name)
     for k, v in spec.config_overrides.items():
         if not hasattr(config, k):
-            raise PipelineError(f"train.config_overrides.{k}: not a T5Config attribute")
+            raise PipelineError(f"students: config_overrides.{k} of {spec.id!r}: not a T5Config attribute")
         setattr(config, k, v)
     if "num_layers" in spec.config_overrides and "num_decoder_layers" not in spec.config_overrides:
         config.num_decoder_layers = config.num_layers
     config.tie_word_embeddings = raw_tie
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
     tie_input_embeddings(model)
     return model

@@ -21,11 +21,25 @@ def _dump(doc) -> str:
 
 
 def edit_params(proj: Path, fn) -> None:
-    """Apply ``fn`` to the project's params.yaml document (round-trip YAML: comments stay)."""
+    """Apply ``fn`` to the project's params.yaml document (round-trip YAML: comments stay), and
+    regenerate runs.yaml when the result is valid (as a user runs `python -m pipeline plan`)."""
     path = proj / "params.yaml"
     doc = _load(path.read_text(encoding="utf-8"))
     fn(doc)
     path.write_text(_dump(doc), encoding="utf-8")
+    write_plan(proj)
+
+
+def write_plan(proj: Path) -> None:
+    """runs.yaml for the project's params.yaml (nothing when params.yaml is invalid)."""
+    from pipeline.errors import PipelineError
+    from pipeline.runs import write_plan as write
+    from pipeline.spec import load_params
+
+    try:
+        write(load_params(proj / "params.yaml"), proj / "runs.yaml")
+    except PipelineError:
+        pass
 
 
 def cli(proj: Path, *args: str) -> subprocess.CompletedProcess:

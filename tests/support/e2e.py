@@ -46,7 +46,7 @@ def copy_project(base: Path) -> Path:
                            text=True, check=True).stdout.split("\n")
     for f in filter(None, files):
         src = ROOT / f
-        if src.is_file() and not f.startswith(("metrics/", "reports/results", "dvc.lock", "tests/")):
+        if src.is_file() and not f.startswith(("metrics/", "reports/tables/", "reports/figures/", "dvc.lock", "tests/")):
             (proj / f).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, proj / f)
     os.symlink(SHARED, base / "shared")

@@ -32,8 +32,10 @@ def params_doc(**teacher) -> dict:
             "teacher": {**TEACHER, **teacher},
         }},
         "methods": {"std": {"labels": "gold", "cots": 0, "epochs": 1}},
-        "experiment": {"datasets": ["svamp"], "methods": ["std"]},
-        "train": {"student": "t5-small", "lr": 0.001, "batch_size": 2, "alpha": 0.5,
+        "students": {"tiny": {"id": "t5-small"}},
+        "tables": {"main": {"title": "standard fine-tuning", "rows": "method", "cols": "dataset",
+                            "values": {"method": ["std"], "dataset": ["svamp"]}, "fixed": {"student": "tiny"}}},
+        "train": {"lr": 0.001, "batch_size": 2, "alpha": 0.5,
                   "max_input_length": 64, "max_target_length": 16},
     }
 

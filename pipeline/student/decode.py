@@ -8,8 +8,8 @@ from .batches import PREDICT
 
 
 @torch.no_grad()
-def generate(model, tok, texts: list[str], batch_size: int, max_new_tokens: int, max_input: int,
-             device: str, prefix: str = PREDICT, desc: str | None = None) -> list[str]:
+def decode(model, tok, texts: list[str], batch_size: int, max_new_tokens: int, max_input: int,
+           device: str, prefix: str = PREDICT, desc: str | None = None) -> list[str]:
     """Batched greedy decoding with the KV cache, in length-sorted batches (little padding)."""
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)

@@ -1,0 +1,122 @@
+"""The spec's ``students:`` and ``tables:`` sections: which student sizes exist, and which tables of
+the paper to regenerate. A table is data: rows and columns over run dimensions, the fixed values of
+the others, the seeds, the metric and how it is shown. The runs are derived from the tables
+(``pipeline/runs.py``); cross-references (a method, dataset or student a table names) are checked by
+``Params`` in ``pipeline/spec.py``.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# run dimensions a table's rows / columns / fixed values may name (the seed comes from ``seeds``)
+Dim = Literal["method", "dataset", "student", "labels", "cots", "self_evals"]
+DIMS: tuple[str, ...] = ("method", "dataset", "student", "labels", "cots", "self_evals")
+
+# what a cell shows
+RunMetric = Literal["accuracy", "paper_protocol_accuracy", "verdict_agreement"]
+TeacherMetric = Literal["teacher_accuracy", "teacher_parse_rate"]
+Metric = Union[RunMetric, TeacherMetric]
+TEACHER_METRICS: tuple[str, ...] = ("teacher_accuracy", "teacher_parse_rate")
+METRIC_HELP = (
+    "accuracy: test accuracy of the checkpoint selected on the validation split (our protocol); "
+    "paper_protocol_accuracy: the best test accuracy over all selection points (the official code's "
+    "selection, optimistic); verdict_agreement: the stage-1 student's agreement with the teacher's "
+    "verdicts on held-out self-evaluations (two-stage runs); teacher_accuracy / teacher_parse_rate: "
+    "the teacher's first CoT per question on the first split it answered in full (rows: dataset, no cols)"
+)
+
+Value = Union[int, str]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudentSpec(_Strict):
+    """One student size a table may name (``small``, ``base``, ``large``)."""
+
+    id: str = Field(description="Hub id or local directory of a pretrained T5 (or of its config, with from_config)")
+    from_config: bool = Field(False, description="build a randomly initialised model from the config at `id` (offline)")
+    config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
+    tokenizer: Optional[str] = Field(None, description="defaults to `id`")
+
+
+class TableSpec(_Strict):
+    """One table (or line figure) of the paper, as data. Each cell is one run per seed: its
+    dimensions are the row value, the column value, ``fixed``, and for ``labels``/``cots``/
+    ``self_evals`` the method's own values otherwise. Cells that two tables share are one run."""
+
+    title: str
+    paper: str = Field("", description="the section / table of the paper this regenerates")
+    rows: Dim
+    cols: Optional[Dim] = Field(None, description="none: one column per metric (`metric` is then a list)")
+    values: dict[Dim, list[Value]] = Field(description="the values of the rows and cols dimensions, in order")
+    fixed: dict[Dim, Value] = Field(default_factory=dict, description="values of other dimensions, for every cell")
+    omit: list[dict[Dim, Value]] = Field(default_factory=list, description="cells not run, shown as '-': each entry "
+                                          "matches the cells whose dimensions have all its values (e.g. {method: cot5_se, "
+                                          "dataset: cqa} where the teacher gave no self-evaluations)")
+    seeds: Optional[list[int]] = Field(None, description="one run per seed per cell (mean +- std, n); default: [seed]")
+    metric: Union[Metric, list[Metric]] = Field("accuracy", description=METRIC_HELP)
+    show: Literal["table", "line"] = Field("table", description="line: a line figure, x = cols, one line per row")
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v):
+        if v is not None and not v:
+            raise ValueError("list at least one seed (or leave `seeds` out for the top-level seed)")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("a seed is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> "TableSpec":
+        axes = [self.rows] + ([self.cols] if self.cols else [])
+        if self.cols == self.rows:
+            raise ValueError("cols: must differ from rows")
+        for d in axes:
+            if not self.values.get(d):
+                raise ValueError(f"values.{d}: list the values of the {d} axis")
+            if len(set(map(str, self.values[d]))) != len(self.values[d]):
+                raise ValueError(f"values.{d}: a value is listed twice")
+        for d in self.values:
+            if d not in axes:
+                raise ValueError(f"values.{d}: {d} is not an axis of this table (put a single value in fixed)")
+        for d in self.fixed:
+            if d in axes:
+                raise ValueError(f"fixed.{d}: {d} is already an axis of this table")
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        if isinstance(self.metric, list) and self.cols:
+            raise ValueError("metric: a list of metrics is shown as the columns: leave cols out")
+        if not self.cols and not isinstance(self.metric, list):
+            raise ValueError("cols: missing (or give `metric` as a list: one column per metric)")
+        teacher = [m for m in metrics if m in TEACHER_METRICS]
+        if teacher and (self.rows != "dataset" or self.cols or len(teacher) != len(metrics)):
+            raise ValueError("metric: teacher metrics need rows: dataset, no cols and only teacher metrics")
+        if self.show == "line" and not self.cols:
+            raise ValueError("show: a line figure needs cols (its x axis)")
+        return self
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.metric) if isinstance(self.metric, list) else [self.metric]
+
+    @property
+    def teacher_only(self) -> bool:
+        return all(m in TEACHER_METRICS for m in self.metrics)
+
+
+def table_cells(t: TableSpec, omitted: bool = False):
+    """(row value, col value or None, the cell's dimensions) of every cell, rows first; the
+    dimensions are ``fixed`` plus the row and column values (method defaults are not filled in).
+    Cells matched by ``omit`` are left out (``omitted=True``: only those)."""
+    for r in t.values[t.rows]:
+        for c in (t.values[t.cols] if t.cols else [None]):
+            dims = dict(t.fixed)
+            dims[t.rows] = r
+            if t.cols:
+                dims[t.cols] = c
+            hit = any(all(str(dims.get(k)) == str(v) for k, v in o.items()) for o in t.omit)
+            if hit == omitted:
+                yield r, c, dims

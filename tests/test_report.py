@@ -1,0 +1,265 @@
+"""The report stage (pipeline/stages/report.py): every table of the offline profile from fake metrics
+files, in a temporary directory; no dvc, no training. MLflow is a recorder (``log_report``)."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+
+import pipeline.tracking as tracking
+from pipeline.artifacts import write_model
+from pipeline.records import EvalMetrics, TeachMetrics, TeachSplitMetrics
+from pipeline.runs import cells, tables_of
+from pipeline.spec import load_params
+from pipeline.spec_tables import TableSpec
+from pipeline.stages import report
+from support import ROOT
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def params():
+    return load_params(ROOT / "profiles" / "offline.yaml")
+
+
+@pytest.fixture
+def logged(monkeypatch):
+    """``pipeline.tracking.log_report`` replaced by a recorder of its calls."""
+    calls = []
+
+    def log_report(params, artifacts, run_tables, mlflow_run_ids, started_at=None):
+        calls.append({"artifacts": list(artifacts), "run_tables": run_tables, "ids": mlflow_run_ids})
+        return "fake-run-id"
+
+    monkeypatch.setattr(tracking, "log_report", log_report, raising=False)
+    return calls
+
+
+@pytest.fixture
+def proj(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def cell_runs(params, table, row, col=None):
+    for c in cells(params, table, omitted=True):
+        if str(c.row) == str(row) and str(c.col) == str(col):
+            return c.runs
+    raise KeyError((table, row, col))
+
+
+def write_eval(run, accuracy, paper=None, agreement=None, mlflow_id=None):
+    m = EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+                    cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=accuracy,
+                    correct=int(200 * accuracy), total=200, selected_step=8, valid_accuracy=0.5,
+                    paper_protocol_accuracy=paper, paper_protocol_step=8 if paper is not None else None,
+                    stage1_verdict_agreement=agreement, started_at=1.0, finished_at=2.0, mlflow_run_id=mlflow_id)
+    write_model(f"metrics/evaluate/{run.name}.json", m)
+
+
+def split(questions, answered, accuracy, parse_rate):
+    return TeachSplitMetrics(questions=questions, questions_with_cots=answered, cots=answered, parsed=answered,
+                             parse_rate=parse_rate, accuracy=accuracy, correct=int(accuracy * answered),
+                             cot_accuracy=accuracy)
+
+
+def write_teach(ds, **splits):
+    write_model(f"metrics/teach/{ds}.json", TeachMetrics(dataset=ds, backend="replay", splits=splits))
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def md_row(path, row):
+    """The cells of a markdown table row, by its first cell."""
+    for line in path.read_text().splitlines():
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if line.startswith("|") and parts[0] == row:
+            return parts[1:]
+    raise KeyError(row)
+
+
+def with_reference(extra: str = "") -> None:
+    (report.REPORTS).mkdir(exist_ok=True)
+    shutil.copy(ROOT / "reports" / "reference.csv", report.REFERENCE)
+    with open(report.REFERENCE, "a") as f:
+        f.write(extra)
+
+
+def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
+    ft = cell_runs(params, "main", "standard_ft", "svamp")[0]
+    write_eval(ft, 0.5, paper=0.6, mlflow_id="abc")
+    write_eval(cell_runs(params, "main", "cot5", "cqa")[0], 0.25)
+    for k, acc in ((1, 0.2), (3, 0.3)):
+        write_eval(cell_runs(params, "cots", "cot5_se", k)[0], acc, agreement=0.9)
+    write_teach("svamp_dss", test=split(200, 200, 0.75, 0.9))
+    write_teach("anli1", valid=split(100, 100, 0.7, 1.0), test=split(100, 50, 0.6, 1.0))  # test not answered in full
+    n_ref = len((ROOT / "reports" / "reference.csv").read_text().splitlines())
+    with_reference("nosuch,standard_ft,svamp,1.0,made up\nmain,nosuch_method,svamp,2.0,made up\n")
+    (proj / "reports/tables").mkdir(parents=True)
+    (proj / "reports/figures").mkdir(parents=True)
+    (proj / "reports/tables/results.md").write_text("stale")
+    (proj / "reports/figures/results.png").write_bytes(b"stale")
+
+    out = report.run(params)
+
+    assert all(p.exists() for p in out)
+    for name in params.tables:
+        assert (proj / f"reports/tables/{name}.md").exists() and (proj / f"reports/tables/{name}.csv").exists()
+        assert (proj / f"reports/figures/{name}.png").read_bytes().startswith(PNG)
+    assert not (proj / "reports/tables/results.md").exists() and not (proj / "reports/figures/results.png").exists()
+
+    main_md = proj / "reports/tables/main.md"
+    text = main_md.read_text()
+    assert text.startswith("# " + params.tables["main"].title)
+    assert "regenerates: " + params.tables["main"].paper in text and "student = base" in text
+    assert "seeds: 42" in text and "accuracy: test accuracy of the checkpoint selected on the validation" in text
+    assert md_row(main_md, "standard_ft") == ["50.00 [ref 62.63; diff -12.63]", "n/a [ref 62.19]"]
+    assert md_row(main_md, "cot5") == ["n/a", "25.00"]
+    assert md_row(main_md, "cot1_se") == ["n/a", "-"]
+    rows = {(r["row"], r["col"]): r for r in read_csv(proj / "reports/tables/main.csv")}
+    assert list(read_csv(proj / "reports/tables/main.csv")[0]) == list(report.CSV_COLUMNS)
+    assert rows["standard_ft", "svamp"] == {"row": "standard_ft", "col": "svamp", "value": "50.00", "std": "",
+                                           "n": "1", "seeds": "1", "status": "ok", "reference": "62.63",
+                                           "diff": "-12.63", "note": ""}
+    assert rows["cot1_se", "cqa"]["status"] == "omitted" and rows["standard_kd", "svamp"]["status"] == "missing"
+
+    teacher_md = proj / "reports/tables/teacher.md"
+    assert md_row(teacher_md, "svamp_dss") == ["75.00 [ref 74.00; diff +1.00]", "90.00"]
+    assert md_row(teacher_md, "anli1") == ["70.00 [ref 66.80; diff +3.20]", "100.00"]
+    assert md_row(teacher_md, "svamp") == ["n/a", "n/a"]
+    assert "anli1: split=valid" in teacher_md.read_text()
+    t_rows = {(r["row"], r["col"]): r for r in read_csv(proj / "reports/tables/teacher.csv")}
+    assert t_rows["anli1", "teacher_parse_rate"]["value"] == "100.00"
+    assert t_rows["anli1", "teacher_accuracy"]["note"] == "split=valid"
+
+    # reference values that match no cell: a warning each, listed in the index
+    err = capsys.readouterr().err
+    assert f"warning: reports/reference.csv:{n_ref + 1}: table nosuch has no cell (standard_ft, svamp)" in err
+    assert f"warning: reports/reference.csv:{n_ref + 2}: table main has no cell (nosuch_method, svamp)" in err
+    assert "table main has no cell (standard_ft, anli1)" in err  # the offline main table has no ANLI column
+    index = (proj / "reports/tables/README.md").read_text()
+    assert "[main](main.md)" in index and "[teacher](teacher.md)" in index
+    unmatched = index.split("## Unmatched reference values")[1]
+    assert f"line {n_ref + 2}: table main, row nosuch_method, col svamp" in unmatched and "nosuch" in unmatched
+
+    # the line figures' data, for dvc plots
+    fig = read_csv(proj / "reports/figures/cots.csv")
+    assert list(fig[0]) == ["cots", "cot5", "cot5_se"]
+    assert [r["cots"] for r in fig] == ["1", "2", "3", "4", "5"]
+    assert [r["cot5_se"] for r in fig] == ["20.00", "", "30.00", "", ""] and all(r["cot5"] == "" for r in fig)
+    assert list(read_csv(proj / "reports/figures/self_evals.csv")[0]) == ["self_evals", "cot5_se"]
+    assert not (proj / "reports/figures/main.csv").exists()
+
+    headline = json.loads((proj / "metrics/headline.json").read_text())
+    assert list(headline) == list(params.tables)
+    assert headline["main"]["standard_ft/svamp"] == 50.0 and headline["main"]["standard_kd/svamp"] is None
+    assert "cot1_se/cqa" not in headline["main"] and len(headline["main"]) == 6 * 2 - 2
+    assert headline["teacher"]["svamp_dss/teacher_accuracy"] == 75.0
+    assert headline["cots"]["cot5_se/1"] == 20.0
+
+    [call] = logged
+    assert call["artifacts"] == out and call["run_tables"] == tables_of(params)
+    assert call["ids"] == {ft.name: "abc"}
+
+
+def test_several_seeds_mean_std_n(proj, params, logged):
+    t = params.tables["cots"].model_copy(update={"seeds": [1, 2]})
+    params = params.model_copy(update={"tables": {"cots": t}})
+    a, b = cell_runs(params, "cots", "cot5", 1)
+    write_eval(a, 0.4)
+    write_eval(b, 0.5)
+    write_eval(cell_runs(params, "cots", "cot5", 2)[0], 0.3)
+
+    report.run(params)
+
+    md = proj / "reports/tables/cots.md"
+    assert md_row(md, "cot5")[:3] == ["45.00 ± 7.07 (n=2)", "30.00 (n=1)", "n/a"]
+    assert "seeds: 1, 2" in md.read_text() and "mean ± sample std over the seeds" in md.read_text()
+    rows = {(r["row"], r["col"]): r for r in read_csv(proj / "reports/tables/cots.csv")}
+    assert (rows["cot5", "1"]["value"], rows["cot5", "1"]["std"], rows["cot5", "1"]["n"], rows["cot5", "1"]["seeds"]) \
+        == ("45.00", "7.07", "2", "2")
+    assert rows["cot5", "3"]["n"] == "0" and rows["cot5", "3"]["status"] == "missing"
+    assert read_csv(proj / "reports/figures/cots.csv")[0]["cot5"] == "45.00"
+    assert json.loads((proj / "metrics/headline.json").read_text()) \
+        == {"cots": {"cot5/1": 45.0, "cot5/2": 30.0, **{f"cot5/{k}": None for k in (3, 4, 5)},
+                     **{f"cot5_se/{k}": None for k in (1, 2, 3, 4, 5)}}}
+    assert (proj / "reports/figures/cots.png").read_bytes().startswith(PNG)
+
+
+def test_a_table_of_run_metrics(proj, params, logged):
+    t = TableSpec(title="Protocols", rows="method", values={"method": ["cot5_se", "cot5"]},
+                  fixed={"dataset": "svamp", "student": "base"}, omit=[{"method": "cot5"}],
+                  metric=["accuracy", "paper_protocol_accuracy", "verdict_agreement"])
+    params = params.model_copy(update={"tables": {"protocols": t}})
+    [r] = cell_runs(params, "protocols", "cot5_se")
+    write_eval(r, 0.5, paper=0.55, agreement=None)
+
+    report.run(params)
+
+    md = proj / "reports/tables/protocols.md"
+    assert md_row(md, "cot5_se") == ["50.00", "55.00", "n/a"] and md_row(md, "cot5") == ["-", "-", "-"]
+    assert "official code's best-on-test protocol" in md.read_text() and "optimistic" in md.read_text()
+    assert json.loads((proj / "metrics/headline.json").read_text()) == {
+        "protocols": {"cot5_se/accuracy": 50.0, "cot5_se/paper_protocol_accuracy": 55.0,
+                      "cot5_se/verdict_agreement": None}}
+
+
+def test_nothing_evaluated_yet(proj, params, logged, capsys):
+    out = report.run(params)  # no metrics, no reference file
+    assert all(p.exists() for p in out) and capsys.readouterr().err == ""
+    assert md_row(proj / "reports/tables/labels.md", "cot1") == ["n/a", "n/a"]
+    assert "values\n\nnone\n" in (proj / "reports/tables/README.md").read_text()
+    assert logged[0]["ids"] == {}
+
+
+def test_a_reference_file_in_another_format_is_ignored(proj, params, logged, capsys):
+    report.REPORTS.mkdir()
+    report.REFERENCE.write_text("source,method,svamp\nx,standard_ft,62.63\n")
+    report.run(params)
+    assert "reference values ignored" in capsys.readouterr().err
+    report.REFERENCE.write_text("table,row,col,value,source\n"
+                                "main,standard_ft,svamp,lots,x\nmain,cot5,svamp,,to fill in\n")
+    report.run(params)
+    assert "reports/reference.csv:2: value 'lots' is not a number" in capsys.readouterr().err
+    assert md_row(proj / "reports/tables/main.md", "standard_ft")[0] == "n/a"
+
+
+def test_the_committed_reference_values():
+    rows = read_csv(ROOT / "reports" / "reference.csv")
+    assert rows and list(rows[0]) == ["table", "row", "col", "value", "source"]
+    got = {(r["table"], r["row"], r["col"]): float(r["value"]) for r in rows}
+    assert got[("teacher", "svamp_dss", "teacher_accuracy")] == 74.0
+    assert got[("main", "standard_ft", "svamp")] == 62.63
+    assert all(r["source"] for r in rows)
+
+
+@pytest.mark.skipif(not hasattr(tracking, "log_report"), reason="pipeline.tracking.log_report not written yet")
+def test_the_report_run_in_mlflow(proj, params, monkeypatch):
+    """The real ``log_report``, its store (and artifacts: the project root) in the temporary directory."""
+    from pipeline import paths
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{proj / 'mlflow.db'}")
+    monkeypatch.setenv("DVC_ROOT", str(proj))
+    paths.project_root.cache_clear()
+    try:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=tracking.tracking_uri())
+        exp = client.create_experiment("elsewhere", artifact_location=(proj / "other").as_uri())
+        rid = client.create_run(exp).info.run_id
+        write_eval(cell_runs(params, "main", "standard_ft", "svamp")[0], 0.5, mlflow_id=rid)
+        out = report.run(params)
+        assert all(p.exists() for p in out)
+        [rep] = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
+                 if r.info.run_name == "report"]
+        logged = {f.path for d in ("tables", "figures") for f in client.list_artifacts(rep.info.run_id, d)}
+        assert {"tables/main.md", "tables/README.md", "figures/cots.png", "figures/cots.csv"} <= logged
+        assert any(k.startswith("table") for k in client.get_run(rid).data.tags)
+    finally:
+        paths.project_root.cache_clear()

@@ -1,0 +1,247 @@
+"""MLflow tracking (pipeline/tracking.py) against a SQLite store in a temporary directory: no dvc, no
+training. A run's parent MLflow run spans training and evaluation, its training stages are child runs
+with their curves, its data are dataset inputs digested by dvc.lock's hashes, and the report run
+refreshes the runs' table tags."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from pipeline import tracking
+from pipeline.paths import git_commit
+from pipeline.records import EvalMetrics, SelectionPoint, TrainingLog, TrainStep
+from pipeline.runs import derive, tables_of
+from pipeline.spec import load_params
+from support import ROOT
+
+NOW = time.time()
+TRAIN_MD5, TEST_MD5 = "0123456789abcdef0123456789abcdef.dir", "fedcba9876543210fedcba9876543210.dir"
+
+
+@pytest.fixture(scope="module")
+def params():
+    return load_params(ROOT / "profiles" / "offline.yaml")
+
+
+@pytest.fixture(scope="module")
+def empty_db(tmp_path_factory):
+    """An MLflow SQLite store created once (its schema migrations take seconds); each test copies it."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch, empty_db):
+    """A project-like temporary cwd with its own MLflow store; the DVC variables of `dvc exp run`."""
+    import shutil
+
+    shutil.copy(empty_db, tmp_path / "mlflow.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    for k in ("DVC_STAGE", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(k, raising=False)
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def pick(params, two_stage: bool):
+    """A run of the offline profile that serves several tables (two-stage or not)."""
+    served = tables_of(params)
+    return next(r for r in derive(params).values() if r.two_stage == two_stage and len(served[r.name]) > 1)
+
+
+def training_log(run, stage: str, started: float, finished: float, steps: int = 8) -> TrainingLog:
+    history = [TrainStep(step=s, epoch=s / steps * 2, loss=2.0 / s, pred_loss=1.5 / s,
+                         expl_loss=None if stage == "stage1" else 2.5 / s, lr=1e-3, examples=16)
+               for s in range(1, steps + 1)]
+    evals = [SelectionPoint(step=s, epoch=s / steps * 2, valid_accuracy=0.1 * i, test_accuracy=0.05 * i)
+             for i, s in enumerate((steps // 2, steps), start=1)]
+    return TrainingLog(
+        run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+        cots=run.cots, self_evals=run.self_evals, seed=run.seed, stage=stage, device="cpu", precision="fp32",
+        forward="separate", parameters=12345, init="base" if stage == "stage1" else f"models/{run.name}/stage1",
+        world_size=1, rows=128, epochs=2.0, steps=steps, seconds=finished - started - 1, started_at=started,
+        finished_at=finished, examples_per_s=40.0, resumed_from_step=0,
+        verdict_agreement=0.75 if stage == "stage1" else None, verdict_rows=20 if stage == "stage1" else 0,
+        selected=evals[-1], paper_protocol_best=evals[-1], history=history, evals=evals)
+
+
+def eval_metrics(run, started: float, finished: float, agreement=None) -> EvalMetrics:
+    return EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+                       cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=0.25,
+                       correct=50, total=200, selected_step=8, valid_accuracy=0.2, paper_protocol_accuracy=0.1,
+                       paper_protocol_step=8, stage1_verdict_agreement=agreement, started_at=started,
+                       finished_at=finished)
+
+
+def write_data(run) -> None:
+    """Small stand-ins for the run's DVC outputs (their content only matters without dvc.lock)."""
+    from pathlib import Path
+
+    a = Path("data/assembled") / run.assembly.name
+    a.mkdir(parents=True)
+    (a / "stage2.jsonl").write_text('{"id": "1"}\n{"id": "2"}\n{"id": "3"}\n')
+    p = Path("data/prepared") / run.dataset
+    p.mkdir(parents=True)
+    (p / "test.jsonl").write_text('{"id": "t1"}\n')
+
+
+def write_lock(run) -> None:
+    from pathlib import Path
+
+    a, ds = run.assembly.name, run.dataset
+    Path("dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n"
+        f"  prepare@{ds}:\n    cmd: python -m pipeline prepare --dataset {ds}\n    outs:\n"
+        f"    - path: data/prepared/{ds}\n      hash: md5\n      md5: {TEST_MD5}\n      size: 13\n      nfiles: 1\n"
+        f"  assemble@{a}:\n    cmd: python -m pipeline assemble --assembly {a}\n    outs:\n"
+        f"    - path: data/assembled/{a}\n      hash: md5\n      md5: {TRAIN_MD5}\n      size: 36\n      nfiles: 1\n"
+        f"    - path: metrics/assemble/{a}.json\n      hash: md5\n      md5: 00000000000000000000000000000000\n")
+
+
+def inputs(run_info) -> dict[str, tuple[str, str]]:
+    """context -> (dataset name, digest) of a run's dataset inputs."""
+    out = {}
+    for di in run_info.inputs.dataset_inputs:
+        ctx = {t.key: t.value for t in di.tags}["mlflow.data.context"]
+        out[ctx] = (di.dataset.name, di.dataset.digest)
+    return out
+
+
+def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params, store, tmp_path, monkeypatch):
+    run = pick(params, two_stage=True)
+    monkeypatch.setenv("DVC_STAGE", f"evaluate@{run.name}")
+    monkeypatch.setenv("DVC_EXP_NAME", "tidy-tern")
+    write_data(run)
+    write_lock(run)
+    s1 = training_log(run, "stage1", NOW - 100, NOW - 60)
+    s2 = training_log(run, "stage2", NOW - 59, NOW - 20)
+    metrics = eval_metrics(run, NOW - 19, NOW - 2, agreement=0.75)
+    metrics_file = tmp_path / "metrics.json"
+    metrics_file.write_text(metrics.model_dump_json())
+
+    rid = tracking.log_run(params, run, metrics, [s1, s2], [metrics_file])
+
+    parent = store.get_run(rid)
+    info, tags = parent.info, parent.data.tags
+    assert info.run_name == run.name and info.status == "FINISHED"
+    # Duration in the UI: the first training stage's start to the evaluation's end
+    assert abs(info.start_time - s1.started_at * 1000) <= 1 and abs(info.end_time - metrics.finished_at * 1000) <= 1
+    assert abs((info.end_time - info.start_time) - (metrics.finished_at - s1.started_at) * 1000) <= 2
+
+    # params, final metrics, tags, source
+    ps, ms = parent.data.params, parent.data.metrics
+    assert ps["seed"] == str(run.seed) and ps["profile"] == "offline" and ps["method"] == run.method
+    assert float(ps["train.lr"]) == params.train.lr and ps[f"methods.{run.method}.cots"] == str(run.cots)
+    assert f"datasets.{run.dataset}.task" in ps and f"students.{run.student}.from_config" in ps
+    assert not any(k.startswith(("datasets.cqa", "tables.")) for k in ps if run.dataset != "cqa")
+    assert ms["accuracy"] == 0.25 and ms["test_correct"] == 50 and ms["test_total"] == 200
+    assert ms["stage1_verdict_agreement"] == 0.75 and ms["paper_protocol_accuracy"] == 0.1
+    assert {k: tags[k] for k in ("dataset", "method", "student", "labels", "cots", "self_evals", "seed")} == {
+        "dataset": run.dataset, "method": run.method, "student": run.student, "labels": run.labels,
+        "cots": str(run.cots), "self_evals": str(run.self_evals), "seed": str(run.seed)}
+    assert tags["dvc_stage"] == f"evaluate@{run.name}" and tags["dvc_exp_name"] == "tidy-tern"
+    assert "dvc_exp_baseline_rev" not in tags  # unset variables leave no empty tags
+    assert tags["mlflow.source.git.commit"] == git_commit() == tags["git_commit"]
+    assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.project.entryPoint"] == f"evaluate@{run.name}"
+    assert tags["mlflow.source.name"]
+    served = tables_of(params)[run.name]
+    assert tags["tables"] == ",".join(served) and len(served) > 1
+    assert {k[len("table."):] for k, v in tags.items() if k.startswith("table.") and v == "yes"} == set(served)
+    assert [a.path for a in store.list_artifacts(rid)] == ["metrics.json"]
+
+    # data: dvc.lock's hashes as digests, with their contexts
+    got = inputs(parent)
+    assert got == {"training": (f"{run.assembly.name} (train)", TRAIN_MD5),
+                   "evaluation": (f"{run.dataset} (prepared)", TEST_MD5)}
+    assert tags["data.train.digest_from"] == f"dvc.lock:assemble@{run.assembly.name}"
+    train_ds = next(d.dataset for d in parent.inputs.dataset_inputs if d.dataset.digest == TRAIN_MD5)
+    assert json.loads(train_ds.profile)["stage2.jsonl rows"] == 3
+    assert json.loads(train_ds.source)["path"] == f"data/assembled/{run.assembly.name}"
+    assert "mlflow_colspec" in json.loads(train_ds.schema)
+
+    # children: one per training stage, with their own times, curves and summary
+    children = store.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{rid}'")
+    by_name = {c.info.run_name: c for c in children}
+    assert set(by_name) == {f"{run.name}/stage1", f"{run.name}/stage2"}
+    for log in (s1, s2):
+        c = by_name[f"{run.name}/{log.stage}"]
+        assert c.info.status == "FINISHED" and c.data.tags["mlflow.parentRunId"] == rid
+        assert abs(c.info.start_time - log.started_at * 1000) <= 1
+        assert abs(c.info.end_time - log.finished_at * 1000) <= 1
+        loss = store.get_metric_history(c.info.run_id, "loss")
+        assert [m.step for m in loss] == list(range(1, 9)) and loss[0].value == 2.0
+        assert all(c.info.start_time <= m.timestamp <= c.info.end_time for m in loss)
+        assert [m.step for m in store.get_metric_history(c.info.run_id, "valid_accuracy")] == [4, 8]
+        assert c.data.metrics["steps"] == 8 and c.data.metrics["examples_per_s"] == 40.0
+        assert c.data.params["device"] == "cpu"
+        assert inputs(c)["training"][1] == TRAIN_MD5
+    assert by_name[f"{run.name}/stage1"].data.metrics["verdict_agreement"] == 0.75
+    assert "expl_loss" not in by_name[f"{run.name}/stage1"].data.metrics
+    assert len(store.get_metric_history(by_name[f"{run.name}/stage2"].info.run_id, "expl_loss")) == 8
+    assert inputs(by_name[f"{run.name}/stage2"])["validation"][1] == TEST_MD5
+
+
+def test_without_dvc_lock_the_digest_is_a_content_hash(params, store):
+    run = pick(params, two_stage=False)
+    write_data(run)
+    s2 = training_log(run, "stage2", NOW - 50, NOW - 20)
+    metrics = eval_metrics(run, NOW - 19, NOW - 10)
+
+    rid = tracking.log_run(params, run, metrics, [s2], [])
+
+    parent = store.get_run(rid)
+    from pathlib import Path
+
+    assert inputs(parent)["training"][1] == tracking.content_md5(Path("data/assembled") / run.assembly.name)
+    assert parent.data.tags["data.train.digest_from"].startswith("content md5")
+    assert "stage1_verdict_agreement" not in parent.data.metrics
+    assert parent.data.tags["mlflow.project.entryPoint"] == f"evaluate@{run.name}"  # run by hand
+    assert abs((parent.info.end_time - parent.info.start_time) - 40_000) <= 2
+    children = store.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{rid}'")
+    assert [c.info.run_name for c in children] == [f"{run.name}/stage2"]
+
+
+def test_the_report_run_and_the_runs_table_tags(params, store, tmp_path):
+    run = pick(params, two_stage=True)
+    write_lock(run)
+    logs = [training_log(run, "stage1", NOW - 40, NOW - 30), training_log(run, "stage2", NOW - 29, NOW - 11)]
+    rid = tracking.log_run(params, run, eval_metrics(run, NOW - 10, NOW - 5), logs, [])
+    served = tables_of(params)[run.name]
+    assert store.get_run(rid).data.tags[f"table.{served[0]}"] == "yes"
+    files = []
+    for rel, text in (("reports/tables/main.md", "# main\n"), ("reports/tables/main.csv", "a,b\n1,2\n"),
+                      ("reports/figures/cots.png", "\x89PNG"), ("metrics/headline.json", "{}\n")):
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        files.append(p)
+    # the tables changed since the run was logged: it now serves only one other table
+    new_tables = {run.name: ["cots"]}
+
+    report_id = tracking.log_report(params, files, new_tables, {run.name: rid, "gone": "0" * 32})
+
+    report = store.get_run(report_id)
+    assert report.info.run_name == "report" and report.info.status == "FINISHED"
+    assert report.data.tags["tables"] == ",".join(params.tables) and report.data.tags["profile"] == "offline"
+    assert report.data.tags["mlflow.source.git.commit"] == git_commit()
+    assert report.info.end_time >= report.info.start_time
+    assert sorted(a.path for a in store.list_artifacts(report_id)) == ["figures", "metrics", "tables"]
+    assert sorted(a.path for a in store.list_artifacts(report_id, "tables")) == ["tables/main.csv", "tables/main.md"]
+    assert [a.path for a in store.list_artifacts(report_id, "figures")] == ["figures/cots.png"]
+    assert report.data.metrics["runs_linked"] == 1 and report.data.metrics["runs_missing"] == 1
+
+    tags = store.get_run(rid).data.tags
+    assert tags["tables"] == "cots" and tags["table.cots"] == "yes"
+    assert not [k for k in tags if k.startswith("table.") and k != "table.cots"]
+
+    # a run no table serves any more loses its table tags
+    tracking.log_report(params, [], {}, {run.name: rid})
+    tags = store.get_run(rid).data.tags
+    assert "tables" not in tags and not [k for k in tags if k.startswith("table.")]
