@@ -197,7 +197,6 @@ class EvalMetrics(RunDims):
     stage1_verdict_agreement: Optional[float] = Field(None, description="two-stage methods: stage-1 student's verdicts vs the teacher's on held-out self-evaluations")
     started_at: float = Field(description="evaluation start (Unix time, s)")
     finished_at: float = Field(description="evaluation end (Unix time, s)")
-    mlflow_run_id: Optional[str] = None
 
 
 class TrainStep(Record):
@@ -246,21 +245,12 @@ class TrainSummary(RunDims):
 
 
 class TrainingLog(TrainSummary):
-    """``models/<run>/{stage1,stage2}/training_log.json``, beside the checkpoint."""
+    """``models/<run>/{stage1,stage2}/training_log.json``, beside the checkpoint, and the same log as the
+    stage's metrics file ``metrics/train/<run>/stage{1,2}.json`` (what the report stage reads and logs
+    to MLflow)."""
 
     history: list[TrainStep]
     evals: list[SelectionPoint]
-
-
-class TrainMetrics(TrainSummary):
-    """``metrics/train/<run>/stage{1,2}.json``: the training log without its per-step lists."""
-
-    final_loss: Optional[float] = Field(description="loss of the last logged step")
-
-    @classmethod
-    def of(cls, log: TrainingLog) -> "TrainMetrics":
-        return cls(**{k: getattr(log, k) for k in TrainSummary.model_fields},
-                   final_loss=log.history[-1].loss if log.history else None)
 
 
 def artifact_models() -> dict[str, type[BaseModel]]:
@@ -274,7 +264,6 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "assemble_metrics": AssembleMetrics,
         "eval_metrics": EvalMetrics,
         "training_log": TrainingLog,
-        "train_metrics": TrainMetrics,
     }
 
 

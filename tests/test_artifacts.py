@@ -137,7 +137,7 @@ def test_read_json_corrupt(tmp_path):
 from pipeline.artifacts import read_model, read_records, schema_name, write_model, write_records  # noqa: E402
 from pipeline.records import (  # noqa: E402
     AssembleMetrics, CoT, EvalMetrics, Evaluation, Example, PrepareMetrics, Prediction, SelectionPoint, TeacherRecord,
-    TeachMetrics, TeachSplitMetrics, TrainingLog, TrainMetrics, TrainRow, TrainStep, artifact_models,
+    TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep, artifact_models,
 )
 
 _POINT = SelectionPoint(step=4, epoch=0.5, valid_accuracy=0.25, test_accuracy=None)
@@ -173,9 +173,8 @@ MODELS = [
     AssembleMetrics(assembly="svamp-teacher-k5-m0", dataset="svamp", labels="teacher", cots=5, self_evals=0, questions=2, stage2_rows=1, stage1_rows=1, valid_rows=1,
                     excluded_unparseable=1, excluded_unparseable_evaluations=0, questions_without_cots=1),
     EvalMetrics(run="svamp-cot5-base-teacher-k5-m0-s42", dataset="svamp", method="cot5", student="base", labels="teacher", cots=5, self_evals=0, seed=42, started_at=1.7e9, finished_at=1.7e9 + 1, split="test", accuracy=0.5, correct=1, total=2, selected_step=4,
-                valid_accuracy=0.25, paper_protocol_accuracy=0.5, paper_protocol_step=8, mlflow_run_id="abc"),
+                valid_accuracy=0.25, paper_protocol_accuracy=0.5, paper_protocol_step=8),
     _LOG,
-    TrainMetrics.of(_LOG),
 ]
 
 
@@ -207,12 +206,6 @@ def test_model_round_trip(tmp_path, obj):
     back = read_model(path, type(obj))
     assert type(back) is type(obj) and _same(back, obj)
     assert read_json(path, schema_name(type(obj))) == json.loads(json.dumps(obj.model_dump(mode="json")))
-
-
-def test_training_log_metrics_summary():
-    s = TrainMetrics.of(_LOG)
-    assert s.final_loss != s.final_loss  # the last logged step's loss (NaN here)
-    assert s.selected == _POINT and not hasattr(s, "history")
 
 
 def test_read_records_schema_violation_is_one_line(tmp_path):

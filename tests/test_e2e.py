@@ -42,16 +42,15 @@ def tiny_params(path: Path) -> None:
     p["train"]["select_max_new_tokens"] = 8
     p["evaluate"]["limit"] = 24
     p["evaluate"]["rationale_max_new_tokens"] = 8
-    tables = p["tables"]
-    for t in list(tables):
-        if t not in ("main", "cots", "teacher"):
-            del tables[t]
-    tables["main"]["values"]["method"] = list(MAIN)
-    tables["main"]["values"]["dataset"] = ["svamp"]
-    tables["main"]["omit"] = []
-    tables["cots"]["values"]["method"] = ["cot5"]
-    tables["cots"]["values"]["cots"] = [1, 5]
-    tables["teacher"]["values"]["dataset"] = ["svamp", "cqa"]
+    p["tables"] = {  # plain data (no comments to carry over): three small tables
+        "main": {"title": "main", "paper": "main results", "rows": "method", "cols": "dataset",
+                 "values": {"method": list(MAIN), "dataset": ["svamp"]}, "fixed": {"student": "base"}},
+        "cots": {"title": "#CoTs", "paper": "number of CoTs", "rows": "method", "cols": "cots",
+                 "values": {"method": ["cot5"], "cots": [1, 5]}, "fixed": {"dataset": "svamp", "student": "base"},
+                 "show": "line"},
+        "teacher": {"title": "teacher", "rows": "dataset", "values": {"dataset": ["svamp", "cqa"]},
+                    "metric": ["teacher_accuracy", "teacher_parse_rate"]},
+    }
     with open(path, "w") as f:
         yaml.dump(p, f)
 
@@ -111,8 +110,11 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     by_name = {r.data.tags.get("mlflow.runName"): r for r in runs}
     assert RUNS | {"report"} <= set(by_name)
-    parent = client.get_run(ev["mlflow_run_id"])
+    ids = json.loads((proj / "metrics/mlflow_runs.json").read_text())  # logged by the report stage, once per run
+    assert set(ids) == RUNS
+    parent = client.get_run(ids[se])
     assert parent.data.tags["mlflow.runName"] == se and parent.data.tags["table.main"]
+    assert parent.data.tags["dvc_stage"] == f"evaluate@{se}" and parent.data.tags["logged_by"] == "report"
     assert parent.data.tags["mlflow.source.git.commit"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["mlflow.runName"] for r in children) == [f"{se}/stage1", f"{se}/stage2"]
@@ -135,6 +137,10 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
     assert sorted(ran) == sorted(["assemble@svamp-teacher-k3-m0", f"stage2@{K3}", f"evaluate@{K3}", "report"]), ran
     assert json.loads((proj / "metrics/headline.json").read_text())["cots"]["cot5/3"] is not None
+    ids2 = json.loads((proj / "metrics/mlflow_runs.json").read_text())
+    assert ids2 == {**ids, K3: ids2[K3]}  # the report logged the new run only; the others are found by fingerprint
+    parents = client.search_runs([exp.experiment_id], "tags.fingerprint IS NOT NULL", max_results=1000)
+    assert sorted(r.data.tags["mlflow.runName"] for r in parents) == sorted(RUNS | {K3})
 
     # `dvc exp show`, narrowed to the headline cells: a table a user reads at a glance
     sh(["git", "add", "-A"], proj)
@@ -244,6 +250,12 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     assert evals & training <= ran  # those that import the loop; the rest re-run if their model changed
     assert ("report" in ran) == bool(evals & ran)
     assert changed_stages(proj) == set()
+
+    # the MLflow code: only the report stage (which logs every run once) goes stale, no evaluation
+    with open(proj / "pipeline/tracking/log.py", "a") as f:
+        f.write("\n# e2e probe: a tracking-code change\n")
+    assert changed_stages(proj) == {"report"}
+    sh(["dvc", "repro"], proj)
 
     # the scorer: SVAMP's is_correct now says yes to everything. `dvc status` says exactly which
     # stages a `dvc repro` would re-run; re-running the SVAMP evaluations (and the stale stages they

@@ -1,5 +1,6 @@
 """The report stage (pipeline/stages/report.py): every table of the offline profile from fake metrics
-files, in a temporary directory; no dvc, no training. MLflow is a recorder (``log_report``)."""
+files, in a temporary directory; no dvc, no training. MLflow is a recorder (``sync_runs``, which gets
+every evaluated run with its training logs, and ``log_report``), but for the last test."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +11,7 @@ import pytest
 
 import pipeline.tracking as tracking
 from pipeline.artifacts import write_model
-from pipeline.records import EvalMetrics, TeachMetrics, TeachSplitMetrics
+from pipeline.records import EvalMetrics, SelectionPoint, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainStep
 from pipeline.runs import cells, tables_of
 from pipeline.spec import load_params
 from pipeline.spec_tables import TableSpec
@@ -27,13 +28,20 @@ def params():
 
 @pytest.fixture
 def logged(monkeypatch):
-    """``pipeline.tracking.log_report`` replaced by a recorder of its calls."""
+    """``pipeline.tracking.sync_runs`` and ``log_report`` replaced by recorders of their calls: sync_runs
+    gives run ``<name>`` the id ``id-<name>``."""
     calls = []
 
+    def sync_runs(params, items):
+        items = list(items)
+        calls.append({"synced": items})
+        return {it.run.name: f"id-{it.run.name}" for it in items}
+
     def log_report(params, artifacts, run_tables, mlflow_run_ids, started_at=None):
-        calls.append({"artifacts": list(artifacts), "run_tables": run_tables, "ids": mlflow_run_ids})
+        calls[-1].update({"artifacts": list(artifacts), "run_tables": run_tables, "ids": mlflow_run_ids})
         return "fake-run-id"
 
+    monkeypatch.setattr(tracking, "sync_runs", sync_runs)
     monkeypatch.setattr(tracking, "log_report", log_report, raising=False)
     return calls
 
@@ -51,13 +59,27 @@ def cell_runs(params, table, row, col=None):
     raise KeyError((table, row, col))
 
 
-def write_eval(run, accuracy, paper=None, agreement=None, mlflow_id=None):
+def write_eval(run, accuracy, paper=None, agreement=None, train=True):
+    """The run's metrics/evaluate file, and (``train``) its training logs in metrics/train."""
     m = EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
                     cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=accuracy,
                     correct=int(200 * accuracy), total=200, selected_step=8, valid_accuracy=0.5,
                     paper_protocol_accuracy=paper, paper_protocol_step=8 if paper is not None else None,
-                    stage1_verdict_agreement=agreement, started_at=1.0, finished_at=2.0, mlflow_run_id=mlflow_id)
+                    stage1_verdict_agreement=agreement, started_at=1.0, finished_at=2.0)
     write_model(f"metrics/evaluate/{run.name}.json", m)
+    for stage in (("stage1",) if run.two_stage else ()) + (("stage2",) if train else ()):
+        write_model(f"metrics/train/{run.name}/{stage}.json", training_log(run, stage))
+
+
+def training_log(run, stage):
+    point = SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.5, test_accuracy=None)
+    return TrainingLog(
+        run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels, cots=run.cots,
+        self_evals=run.self_evals, seed=run.seed, stage=stage, device="cpu", precision="fp32", forward="separate",
+        parameters=1, init="base", world_size=1, rows=4, epochs=1.0, steps=8, seconds=1.0, started_at=0.0,
+        finished_at=0.5, examples_per_s=4.0, resumed_from_step=0, verdict_agreement=None, verdict_rows=0,
+        selected=point, paper_protocol_best=None, evals=[point],
+        history=[TrainStep(step=8, epoch=1.0, loss=1.0, pred_loss=1.0, expl_loss=None, lr=1e-3, examples=4)])
 
 
 def split(questions, answered, accuracy, parse_rate):
@@ -93,8 +115,9 @@ def with_reference(extra: str = "") -> None:
 
 def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
     ft = cell_runs(params, "main", "standard_ft", "svamp")[0]
-    write_eval(ft, 0.5, paper=0.6, mlflow_id="abc")
-    write_eval(cell_runs(params, "main", "cot5", "cqa")[0], 0.25)
+    write_eval(ft, 0.5, paper=0.6)
+    cqa = cell_runs(params, "main", "cot5", "cqa")[0]
+    write_eval(cqa, 0.25, train=False)  # evaluated, but its training log is not there: not logged
     for k, acc in ((1, 0.2), (3, 0.3)):
         write_eval(cell_runs(params, "cots", "cot5_se", k)[0], acc, agreement=0.9)
     write_teach("svamp_dss", test=split(200, 200, 0.75, 0.9))
@@ -151,8 +174,8 @@ def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
     # the line figures' data, for dvc plots
     fig = read_csv(proj / "reports/figures/cots.csv")
     assert list(fig[0]) == ["cots", "cot5", "cot5_se"]
-    assert [r["cots"] for r in fig] == ["1", "2", "3", "4", "5"]
-    assert [r["cot5_se"] for r in fig] == ["20.00", "", "30.00", "", ""] and all(r["cot5"] == "" for r in fig)
+    assert [r["cots"] for r in fig] == ["1", "3", "5"]
+    assert [r["cot5_se"] for r in fig] == ["20.00", "30.00", ""] and all(r["cot5"] == "" for r in fig)
     assert list(read_csv(proj / "reports/figures/self_evals.csv")[0]) == ["self_evals", "cot5_se"]
     assert not (proj / "reports/figures/main.csv").exists()
 
@@ -163,9 +186,21 @@ def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
     assert headline["teacher"]["svamp_dss/teacher_accuracy"] == 75.0
     assert headline["cots"]["cot5_se/1"] == 20.0
 
+    # MLflow: every evaluated run with its training logs (stage 1 first), the ids in metrics/mlflow_runs.json
     [call] = logged
-    assert call["artifacts"] == out and call["run_tables"] == tables_of(params)
-    assert call["ids"] == {ft.name: "abc"}
+    se = [cell_runs(params, "cots", "cot5_se", k)[0] for k in (1, 3)]
+    synced = {it.run.name: it for it in call["synced"]}
+    assert set(synced) == {ft.name} | {r.name for r in se}
+    assert f"metrics/train/{cqa.name}/stage2.json missing: {cqa.name} not logged to MLflow" in err
+    assert [str(p) for p in synced[ft.name].files] == [f"metrics/evaluate/{ft.name}.json",
+                                                        f"metrics/train/{ft.name}/stage2.json"]
+    assert synced[ft.name].metrics.accuracy == 0.5 and [x.stage for x in synced[ft.name].logs] == ["stage2"]
+    assert [x.stage for x in synced[se[0].name].logs] == ["stage1", "stage2"]
+    assert [p.name for p in synced[se[0].name].files[1:]] == ["stage1.json", "stage2.json"]
+    ids = {n: f"id-{n}" for n in synced}
+    assert call["ids"] == ids and json.loads((proj / "metrics/mlflow_runs.json").read_text()) == ids
+    assert call["artifacts"] == out and out[-1].as_posix() == "metrics/mlflow_runs.json"
+    assert call["run_tables"] == tables_of(params)
 
 
 def test_several_seeds_mean_std_n(proj, params, logged):
@@ -174,7 +209,7 @@ def test_several_seeds_mean_std_n(proj, params, logged):
     a, b = cell_runs(params, "cots", "cot5", 1)
     write_eval(a, 0.4)
     write_eval(b, 0.5)
-    write_eval(cell_runs(params, "cots", "cot5", 2)[0], 0.3)
+    write_eval(cell_runs(params, "cots", "cot5", 3)[0], 0.3)
 
     report.run(params)
 
@@ -184,11 +219,10 @@ def test_several_seeds_mean_std_n(proj, params, logged):
     rows = {(r["row"], r["col"]): r for r in read_csv(proj / "reports/tables/cots.csv")}
     assert (rows["cot5", "1"]["value"], rows["cot5", "1"]["std"], rows["cot5", "1"]["n"], rows["cot5", "1"]["seeds"]) \
         == ("45.00", "7.07", "2", "2")
-    assert rows["cot5", "3"]["n"] == "0" and rows["cot5", "3"]["status"] == "missing"
+    assert rows["cot5", "5"]["n"] == "0" and rows["cot5", "5"]["status"] == "missing"
     assert read_csv(proj / "reports/figures/cots.csv")[0]["cot5"] == "45.00"
     assert json.loads((proj / "metrics/headline.json").read_text()) \
-        == {"cots": {"cot5/1": 45.0, "cot5/2": 30.0, **{f"cot5/{k}": None for k in (3, 4, 5)},
-                     **{f"cot5_se/{k}": None for k in (1, 2, 3, 4, 5)}}}
+        == {"cots": {"cot5/1": 45.0, "cot5/3": 30.0, "cot5/5": None, **{f"cot5_se/{k}": None for k in (1, 3, 5)}}}
     assert (proj / "reports/figures/cots.png").read_bytes().startswith(PNG)
 
 
@@ -215,7 +249,8 @@ def test_nothing_evaluated_yet(proj, params, logged, capsys):
     assert all(p.exists() for p in out) and capsys.readouterr().err == ""
     assert md_row(proj / "reports/tables/labels.md", "cot1") == ["n/a", "n/a"]
     assert "values\n\nnone\n" in (proj / "reports/tables/README.md").read_text()
-    assert logged[0]["ids"] == {}
+    assert logged[0]["synced"] == [] and logged[0]["ids"] == {}
+    assert json.loads((proj / "metrics/mlflow_runs.json").read_text()) == {}
 
 
 def test_a_reference_file_in_another_format_is_ignored(proj, params, logged, capsys):
@@ -239,27 +274,39 @@ def test_the_committed_reference_values():
     assert all(r["source"] for r in rows)
 
 
-@pytest.mark.skipif(not hasattr(tracking, "log_report"), reason="pipeline.tracking.log_report not written yet")
-def test_the_report_run_in_mlflow(proj, params, monkeypatch):
-    """The real ``log_report``, its store (and artifacts: the project root) in the temporary directory."""
+def test_the_runs_and_the_report_run_in_mlflow(proj, params, monkeypatch):
+    """The real ``sync_runs`` and ``log_report``, their store (and artifacts: the project root) in the
+    temporary directory: the evaluated run is logged once, however often the report runs."""
     from pipeline import paths
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{proj / 'mlflow.db'}")
     monkeypatch.setenv("DVC_ROOT", str(proj))
+    monkeypatch.setenv("DVC_STAGE", "report")
     paths.project_root.cache_clear()
     try:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=tracking.tracking_uri())
-        exp = client.create_experiment("elsewhere", artifact_location=(proj / "other").as_uri())
-        rid = client.create_run(exp).info.run_id
-        write_eval(cell_runs(params, "main", "standard_ft", "svamp")[0], 0.5, mlflow_id=rid)
+        ft = cell_runs(params, "main", "standard_ft", "svamp")[0]
+        write_eval(ft, 0.5)
         out = report.run(params)
         assert all(p.exists() for p in out)
-        [rep] = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])
-                 if r.info.run_name == "report"]
-        logged = {f.path for d in ("tables", "figures") for f in client.list_artifacts(rep.info.run_id, d)}
-        assert {"tables/main.md", "tables/README.md", "figures/cots.png", "figures/cots.csv"} <= logged
-        assert any(k.startswith("table") for k in client.get_run(rid).data.tags)
+        ids = json.loads((proj / "metrics/mlflow_runs.json").read_text())
+        assert list(ids) == [ft.name]
+        exp = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+        parent = client.get_run(ids[ft.name])
+        assert parent.info.run_name == ft.name and parent.data.tags[tracking.FINGERPRINT]
+        assert parent.data.tags["dvc_stage"] == f"evaluate@{ft.name}" and parent.data.tags["logged_by"] == "report"
+        assert parent.data.tags["mlflow.project.entryPoint"] == f"evaluate@{ft.name}"
+        assert any(k.startswith("table.") for k in parent.data.tags)
+        [rep] = [r for r in client.search_runs([exp]) if r.info.run_name == "report"]
+        logged = {f.path for d in ("tables", "figures", "metrics") for f in client.list_artifacts(rep.info.run_id, d)}
+        assert {"tables/main.md", "tables/README.md", "figures/cots.png", "figures/cots.csv",
+                "metrics/mlflow_runs.json"} <= logged
+
+        report.run(params)  # the same files: no new run of ft, one more report run
+        assert json.loads((proj / "metrics/mlflow_runs.json").read_text()) == ids
+        names = sorted(r.info.run_name for r in client.search_runs([exp]))
+        assert names == sorted([ft.name, f"{ft.name}/stage2", "report", "report"])
     finally:
         paths.project_root.cache_clear()

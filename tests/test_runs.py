@@ -72,7 +72,7 @@ def test_a_cell_two_tables_share_is_one_run_with_a_readable_name():
 def test_table_values_override_the_method_defaults():
     p = load_params(ROOT / "profiles" / "offline.yaml")
     cots = {(c.row, c.col): c.runs[0] for c in cells(p, "cots")}
-    assert cots["cot5_se", 2].cots == 2 and cots["cot5_se", 2].self_evals == 5
+    assert cots["cot5_se", 3].cots == 3 and cots["cot5_se", 3].self_evals == 5
     assert cots["cot5", 3].name == "svamp-cot5-base-teacher-k3-m0-s42"
     gold = {(c.row, c.col): c.runs[0] for c in cells(p, "labels")}["cot1", "gold"]
     assert gold.labels == "gold" and gold.name == "svamp-cot1-base-gold-k1-m0-s42"

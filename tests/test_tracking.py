@@ -1,7 +1,8 @@
-"""MLflow tracking (pipeline/tracking.py) against a SQLite store in a temporary directory: no dvc, no
+"""MLflow tracking (pipeline/tracking/) against a SQLite store in a temporary directory: no dvc, no
 training. A run's parent MLflow run spans training and evaluation, its training stages are child runs
-with their curves, its data are dataset inputs digested by dvc.lock's hashes, and the report run
-refreshes the runs' table tags."""
+with their curves, its data are dataset inputs digested by dvc.lock's hashes; ``sync_runs`` logs each
+run once per content of its metrics files (and refreshes the table tags of those logged already); the
+report run refreshes the runs' table tags."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import pytest
 
 from pipeline import tracking
 from pipeline.paths import git_commit
+from pipeline.artifacts import write_model
 from pipeline.records import EvalMetrics, SelectionPoint, TrainingLog, TrainStep
 from pipeline.runs import derive, tables_of
 from pipeline.spec import load_params
@@ -116,7 +118,7 @@ def inputs(run_info) -> dict[str, tuple[str, str]]:
 
 def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params, store, tmp_path, monkeypatch):
     run = pick(params, two_stage=True)
-    monkeypatch.setenv("DVC_STAGE", f"evaluate@{run.name}")
+    monkeypatch.setenv("DVC_STAGE", "report")  # the stage that logs; the run is evaluate@<run>'s outputs
     monkeypatch.setenv("DVC_EXP_NAME", "tidy-tern")
     write_data(run)
     write_lock(run)
@@ -147,6 +149,7 @@ def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params
         "dataset": run.dataset, "method": run.method, "student": run.student, "labels": run.labels,
         "cots": str(run.cots), "self_evals": str(run.self_evals), "seed": str(run.seed)}
     assert tags["dvc_stage"] == f"evaluate@{run.name}" and tags["dvc_exp_name"] == "tidy-tern"
+    assert tags["logged_by"] == "report"
     assert "dvc_exp_baseline_rev" not in tags  # unset variables leave no empty tags
     assert tags["mlflow.source.git.commit"] == git_commit() == tags["git_commit"]
     assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.project.entryPoint"] == f"evaluate@{run.name}"
@@ -245,3 +248,103 @@ def test_the_report_run_and_the_runs_table_tags(params, store, tmp_path):
     tracking.log_report(params, [], {}, {run.name: rid})
     tags = store.get_run(rid).data.tags
     assert "tables" not in tags and not [k for k in tags if k.startswith("table.")]
+
+
+# --------------------------------------------------------------------------- sync_runs: each run once
+def write_run_files(run, evaluated: float) -> "tracking.RunFiles":
+    """A run's metrics files as its stages write them (evaluation ending at ``evaluated``), read back."""
+    from pathlib import Path
+
+    stages = (["stage1"] if run.two_stage else []) + ["stage2"]
+    logs = [training_log(run, st, evaluated - 100 + 40 * i, evaluated - 61 + 40 * i)
+            for i, st in enumerate(stages)]
+    files = [Path(f"metrics/evaluate/{run.name}.json")]
+    files += [Path(f"metrics/train/{run.name}/{st}.json") for st in stages]
+    metrics = eval_metrics(run, evaluated - 10, evaluated, agreement=0.75 if run.two_stage else None)
+    for f, m in zip(files, [metrics] + logs):
+        write_model(f, m)
+    return tracking.RunFiles(run, metrics, tuple(logs), tuple(files))
+
+
+def parents(store, exp_name=tracking.EXPERIMENT) -> dict[str, list]:
+    """run name -> its parent MLflow runs."""
+    exp = store.get_experiment_by_name(exp_name).experiment_id
+    out: dict[str, list] = {}
+    for r in store.search_runs([exp], "tags.fingerprint IS NOT NULL", max_results=1000):
+        out.setdefault(r.info.run_name, []).append(r)
+    return out
+
+
+def test_sync_runs_logs_each_run_once_per_content_of_its_files(params, store, monkeypatch):
+    from pipeline.tracking import sync
+
+    monkeypatch.setattr(sync, "PAGE", 2)  # the lookup pages through the store
+    monkeypatch.setenv("DVC_STAGE", "report")
+    runs = list(derive(params).values())
+    chosen = [next(r for r in runs if r.two_stage), *[r for r in runs if not r.two_stage][:3]]
+    items = [write_run_files(r, NOW - 5 * i) for i, r in enumerate(chosen)]
+
+    ids = tracking.sync_runs(params, items)
+
+    assert list(ids) == [r.name for r in chosen]
+    logged = parents(store)
+    assert {n: [p.info.run_id for p in ps] for n, ps in logged.items()} == {n: [i] for n, i in ids.items()}
+    exp = store.get_experiment_by_name(tracking.EXPERIMENT).experiment_id
+    for it in items:
+        p = store.get_run(ids[it.run.name])
+        tags = p.data.tags
+        assert tags["fingerprint"] == tracking.fingerprint(it.files) and p.info.status == "FINISHED"
+        assert tags["dvc_stage"] == tags["mlflow.project.entryPoint"] == f"evaluate@{it.run.name}"
+        assert tags["logged_by"] == "report" and tags["tables"] == ",".join(tables_of(params)[it.run.name])
+        assert abs(p.info.start_time - it.logs[0].started_at * 1000) <= 1
+        assert abs(p.info.end_time - it.metrics.finished_at * 1000) <= 1
+        assert [a.path for a in store.list_artifacts(p.info.run_id)] == [f"{it.run.name}.json"]
+        children = store.search_runs([exp], f"tags.mlflow.parentRunId = '{p.info.run_id}'")
+        assert sorted(c.info.run_name for c in children) == [f"{it.run.name}/{x.stage}" for x in it.logs]
+        for c in children:
+            log = next(x for x in it.logs if c.info.run_name.endswith(x.stage))
+            assert abs(c.info.start_time - log.started_at * 1000) <= 1
+            assert abs(c.info.end_time - log.finished_at * 1000) <= 1
+            assert "fingerprint" not in c.data.tags
+    total = len(store.search_runs([exp], max_results=1000))
+    assert total == len(items) + sum(len(it.logs) for it in items)
+
+    # the same files (a repro, a stage restored from the run-cache): nothing new, the same ids
+    assert tracking.sync_runs(params, items) == ids
+    assert len(store.search_runs([exp], max_results=1000)) == total
+
+    # one run evaluated again: its new files are exactly one new parent (with its children)
+    items[1] = write_run_files(chosen[1], NOW + 1)
+    again = tracking.sync_runs(params, items)
+    redone = chosen[1].name
+    assert again[redone] != ids[redone]
+    assert {n: i for n, i in again.items() if n != redone} == {n: i for n, i in ids.items() if n != redone}
+    assert len(store.search_runs([exp], max_results=1000)) == total + 1 + len(items[1].logs)
+    assert sorted(p.info.run_id for p in parents(store)[redone]) == sorted([ids[redone], again[redone]])
+
+
+def test_sync_runs_refreshes_the_table_tags_of_runs_logged_already(params, store):
+    run = pick(params, two_stage=False)
+    served = tables_of(params)[run.name]
+    item = write_run_files(run, NOW)
+    [rid] = tracking.sync_runs(params, [item]).values()
+    assert store.get_run(rid).data.tags["tables"] == ",".join(served) and len(served) > 1
+
+    # the tables changed: the run now serves only the first of them
+    fewer = params.model_copy(update={"tables": {served[0]: params.tables[served[0]]}})
+    assert tracking.sync_runs(fewer, [item]) == {run.name: rid}
+    tags = store.get_run(rid).data.tags
+    assert tags["tables"] == served[0] and tags[f"table.{served[0]}"] == "yes"
+    assert [k for k in tags if k.startswith("table.")] == [f"table.{served[0]}"]
+    assert len(parents(store)[run.name]) == 1
+
+
+def test_an_unfinished_parent_is_never_reused(params, store):
+    """A report killed while logging a run leaves a parent without its fingerprint, or not FINISHED:
+    the next sync logs the run again."""
+    run = pick(params, two_stage=False)
+    item = write_run_files(run, NOW)
+    [rid] = tracking.sync_runs(params, [item]).values()
+    store.set_terminated(rid, "KILLED")
+    [again] = tracking.sync_runs(params, [item]).values()
+    assert again != rid and store.get_run(again).data.tags["fingerprint"] == tracking.fingerprint(item.files)

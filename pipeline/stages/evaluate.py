@@ -1,7 +1,10 @@
 """evaluate: batched greedy generation on the test split with the selected checkpoint, accuracy by
 the task's scorer, predictions (``Prediction``, ``prediction.schema.json``) and metrics
-(``EvalMetrics``, a DVC metrics file), and one MLflow run for the whole train+evaluate. The training
-logs (``TrainingLog``) beside the checkpoints give the selection and the per-step curves."""
+(``EvalMetrics``, ``metrics/evaluate/<run>.json``). The training logs (``TrainingLog``) beside the
+checkpoints give the selection and the stage-1 verdict agreement.
+
+Nothing here touches MLflow: the report stage logs every run from the metrics files, once per
+content (fingerprinted), so a stage DVC restores from its run-cache is logged all the same."""
 from __future__ import annotations
 
 import time
@@ -64,12 +67,7 @@ def run(params: Params, name: str) -> dict:
         stage1_verdict_agreement=stage1_log.verdict_agreement if stage1_log else None,
         started_at=started, finished_at=time.time(),
     )
-    metrics_path = METRICS / "evaluate" / f"{name}.json"
-    write_model(metrics_path, metrics)
-    from ..tracking import log_run
-
-    metrics.mlflow_run_id = log_run(params, r, metrics, [x for x in (stage1_log, log) if x is not None], [metrics_path])
-    write_model(metrics_path, metrics)
+    write_model(METRICS / "evaluate" / f"{name}.json", metrics)
     return metrics.model_dump(mode="json")
 
 

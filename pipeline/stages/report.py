@@ -5,8 +5,14 @@
 Writes ``reports/tables/<table>.md`` and ``.csv`` (one CSV line per cell), ``reports/figures/<table>.png``
 (a line figure for ``show: line``, with its data as ``reports/figures/<table>.csv``; grouped bars
 otherwise), the index ``reports/tables/README.md`` (with the reference values that match no cell), the
-one DVC metrics file ``metrics/headline.json`` (``{table: {"row/col": percent or null}}``), and logs
-them as one MLflow "report" run (``pipeline.tracking.log_report``)."""
+one DVC metrics file ``metrics/headline.json`` (``{table: {"row/col": percent or null}}``).
+
+Then MLflow, in this one process: every evaluated run of ``runs.yaml`` from its metrics files
+(``metrics/evaluate/<run>.json`` and the training logs ``metrics/train/<run>/stage{1,2}.json``), logged
+once per content of those files (``pipeline.tracking.sync_runs``: fingerprinted, so a repro logs only
+what changed, and a stage DVC restored from its run-cache is logged all the same), the run ids in
+``metrics/mlflow_runs.json`` (``{run: MLflow run id}``), and the tables and figures as one MLflow
+"report" run (``pipeline.tracking.log_report``)."""
 from __future__ import annotations
 
 import csv
@@ -20,8 +26,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..artifacts import atomic_path, read_model
-from ..records import EvalMetrics, TeachMetrics, TeachSplitMetrics
-from ..runs import cells, tables_of
+from ..records import EvalMetrics, TeachMetrics, TeachSplitMetrics, TrainingLog
+from ..runs import cells, derive, tables_of
 from ..spec import Params
 from ..spec_tables import TEACHER_METRICS
 from . import figures
@@ -33,6 +39,7 @@ TABLES = REPORTS / "tables"
 FIGURES = REPORTS / "figures"
 INDEX = TABLES / "README.md"
 HEADLINE = METRICS / "headline.json"
+MLFLOW_RUNS = METRICS / "mlflow_runs.json"
 CSV_COLUMNS = ("row", "col", "value", "std", "n", "seeds", "status", "reference", "diff", "note")
 RUN_FIELDS = {"accuracy": "accuracy", "paper_protocol_accuracy": "paper_protocol_accuracy",
               "verdict_agreement": "stage1_verdict_agreement"}
@@ -282,6 +289,26 @@ def _prune(keep: list[Path]) -> None:
                 p.unlink()
 
 
+def _evaluated(params: Params, m: Metrics) -> list:
+    """Every run of runs.yaml with an evaluation, with its training logs, as ``tracking.RunFiles``."""
+    from ..tracking import RunFiles
+
+    items = []
+    for name, r in derive(params).items():
+        ev = m.run(name)
+        if ev is None:
+            continue
+        stages = (("stage1",) if r.two_stage else ()) + ("stage2",)
+        logs = [METRICS / "train" / name / f"{stage}.json" for stage in stages]
+        missing = [p.as_posix() for p in logs if not p.exists()]
+        if missing:
+            print(f"warning: {', '.join(missing)} missing: {name} not logged to MLflow", file=sys.stderr)
+            continue
+        items.append(RunFiles(r, ev, tuple(read_model(p, TrainingLog) for p in logs),
+                              (METRICS / "evaluate" / f"{name}.json", *logs)))
+    return items
+
+
 def run(params: Params) -> list[Path]:
     started = time.time()
     m = Metrics()
@@ -302,8 +329,10 @@ def run(params: Params) -> list[Path]:
     _write(HEADLINE, json.dumps(headline, indent=2) + "\n", out)
     _prune(out)
 
-    from ..tracking import log_report
+    from ..tracking import log_report, sync_runs
 
-    ids = {name: e.mlflow_run_id for name, e in m.evals.items() if e is not None and e.mlflow_run_id}
+    ids = sync_runs(params, _evaluated(params, m))
+    _write(MLFLOW_RUNS, json.dumps(dict(sorted(ids.items())), indent=2) + "\n", out)
     log_report(params, out, tables_of(params), ids, started_at=started)
     return out
+

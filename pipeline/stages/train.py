@@ -4,6 +4,9 @@
 checkpoint and measures the student's verdict agreement on held-out evaluations.
 ``stage2`` (the only stage of one-stage runs) trains on the run's CoT/label rows, starting from the
 stage-1 checkpoint when there is one, selects the checkpoint on the validation split and saves it.
+Each stage writes its ``TrainingLog`` (per-step losses, selection points, timing) twice: beside the
+checkpoint (``models/<run>/<stage>/training_log.json``) and as its metrics file
+(``metrics/train/<run>/<stage>.json``), which the report stage logs to MLflow.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pathlib import Path
 from ..artifacts import read_records, write_model
 from ..errors import PipelineError
 from ..paths import project_root
-from ..records import TrainingLog, TrainMetrics, TrainRow
+from ..records import TrainingLog, TrainRow
 from ..runs import Run, find_run
 from ..spec import Params
 from ..student.batches import encode_rows
@@ -149,7 +152,9 @@ def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, 
     _save(model, tok, MODELS / run.name / stage, log)  # finished_at: set once the checkpoint is written
     log = log.model_copy(update={"finished_at": time.time()})
     write_model(MODELS / run.name / stage / "training_log.json", log)
-    write_model(METRICS / "train" / run.name / f"{stage}.json", TrainMetrics.of(log))
+    # the same full log (curves and selection points) as the stage's metrics file: the report stage
+    # reads it to log the run to MLflow, without depending on the checkpoints
+    write_model(METRICS / "train" / run.name / f"{stage}.json", log)
     shutil.rmtree(_resume_dir(run, stage), ignore_errors=True)
     sel = log.selected
     print(f"{stage} {run.name}: {res.steps} steps in {res.seconds:.1f}s on {device}"

@@ -1,0 +1,148 @@
+"""One run of the pipeline in MLflow, from its metrics files (logged by the report stage, through
+:func:`.sync.sync_runs`): a parent run named after the run (``svamp-cot5_se-base-teacher-k5-m5-s42``)
+spanning training and evaluation (start = the first training stage's start, end = the evaluation's
+end), with the run's params, final metrics, tags (its dimensions, the tables it serves as
+``table.<name>``, DVC's experiment, and ``dvc_stage`` = ``evaluate@<run>``: the stage whose outputs it
+is, not the stage that logs it, which is ``logged_by``), the git commit as the MLflow source, the
+training and test data as dataset inputs whose digest is DVC's hash, and one child run per training
+stage (``<run>/stage1``, ``<run>/stage2``) with its own timing, per-step curves and summary.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..records import EvalMetrics, TrainingLog
+from ..runs import Run, tables_of
+from ..spec import Params
+from .datasets import _Data, _run_data
+from .store import _client, _experiment_id, _log_batch, _ms, _params, flatten
+from .tags import _clean, _dvc_env_tags, _source_tags, _table_tags
+
+STEP_KEYS = ("loss", "pred_loss", "expl_loss", "lr")
+EVAL_KEYS = ("valid_accuracy", "test_accuracy")
+
+
+def run_params(params: Params, run: Run) -> dict[str, str]:
+    """The flattened params of one run: its dimensions and the spec sections its stages read."""
+    p = params.model_dump(mode="json")
+    return flatten({
+        "seed": run.seed, "profile": params.profile, "dataset": run.dataset, "method": run.method,
+        "student": run.student, "labels": run.labels, "cots": run.cots, "self_evals": run.self_evals,
+        "assembly": run.assembly.name,
+        "datasets": {run.dataset: p["datasets"][run.dataset]}, "methods": {run.method: p["methods"][run.method]},
+        "students": {run.student: p["students"][run.student]},
+        "assemble": p["assemble"], "train": p["train"], "evaluate": p["evaluate"],
+    })
+
+
+def _dims_tags(params: Params, run: Run) -> dict[str, str]:
+    return {"run": run.name, "dataset": run.dataset, "method": run.method, "student": run.student,
+            "labels": run.labels, "cots": str(run.cots), "self_evals": str(run.self_evals), "seed": str(run.seed),
+            "assembly": run.assembly.name, "profile": params.profile}
+
+
+def _stage_metrics(log: TrainingLog):
+    """Per-step curves (steps spread evenly between the stage's start and end) and the summary."""
+    from mlflow.entities import Metric
+
+    start, end = _ms(log.started_at), _ms(log.finished_at)
+    last = max([log.steps, 1] + [h.step for h in log.history] + [e.step for e in log.evals])
+    at = lambda step: start + (end - start) * min(step, last) // last  # noqa: E731
+    out = []
+    for h in log.history:
+        out += [Metric(k, float(getattr(h, k)), at(h.step), h.step) for k in STEP_KEYS if getattr(h, k) is not None]
+        out.append(Metric("epoch", float(h.epoch), at(h.step), h.step))
+    for e in log.evals:
+        out += [Metric(k, float(getattr(e, k)), at(e.step), e.step) for k in EVAL_KEYS if getattr(e, k) is not None]
+    summary = {
+        "steps": log.steps, "seconds": log.seconds, "examples_per_s": log.examples_per_s, "rows": log.rows,
+        "epochs": log.epochs, "parameters": log.parameters, "resumed_from_step": log.resumed_from_step,
+        "verdict_agreement": log.verdict_agreement, "verdict_rows": log.verdict_rows if log.stage == "stage1" else None,
+        "final_loss": log.history[-1].loss if log.history else None,
+        "selected_step": log.selected.step if log.selected else None,
+        "selected_valid_accuracy": log.selected.valid_accuracy if log.selected else None,
+        "paper_protocol_step": log.paper_protocol_best.step if log.paper_protocol_best else None,
+        "paper_protocol_test_accuracy": log.paper_protocol_best.test_accuracy if log.paper_protocol_best else None,
+    }
+    out += [Metric(k, float(v), end, log.steps) for k, v in summary.items() if v is not None]
+    return out
+
+
+def _final_metrics(metrics: EvalMetrics):
+    from mlflow.entities import Metric
+
+    values = {
+        "accuracy": metrics.accuracy, "valid_accuracy": metrics.valid_accuracy,
+        "paper_protocol_accuracy": metrics.paper_protocol_accuracy,
+        "stage1_verdict_agreement": metrics.stage1_verdict_agreement,
+        "test_correct": metrics.correct, "test_total": metrics.total,
+        "selected_step": metrics.selected_step, "paper_protocol_step": metrics.paper_protocol_step,
+        "eval_seconds": round(metrics.finished_at - metrics.started_at, 3),
+    }
+    t = _ms(metrics.finished_at)
+    return [Metric(k, float(v), t, 0) for k, v in values.items() if v is not None]
+
+
+def _note(run: Run, tables: list[str], train: _Data, test: _Data) -> str:
+    return "\n".join([
+        f"**{run.name}**: {run.method} on {run.dataset}, T5 {run.student}, {run.labels} labels, "
+        f"{run.cots} CoTs x {run.self_evals} self-evaluations, seed {run.seed}.",
+        "",
+        f"Tables: {', '.join(tables) or '(none)'}. Child runs: the training stages.",
+        "",
+        f"- training rows `{train.path.as_posix()}`: `{train.digest}` ({train.digest_from})",
+        f"- test data `{test.path.as_posix()}`: `{test.digest}` ({test.digest_from})",
+    ])
+
+
+def log_run(params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingLog], artifacts: list[Path]) -> str:
+    """One parent MLflow run per train+evaluate (training start to evaluation end) and one child run per
+    training stage; returns the parent's id."""
+    client = _client()
+    return _log_run(client, _experiment_id(client), params, run, metrics, logs, artifacts)
+
+
+def _log_run(client, exp_id: str, params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingLog],
+             artifacts: list[Path], lock: Optional[dict] = None) -> str:
+    """``log_run`` with an open client and experiment (``lock``: dvc.lock, read once by the caller)."""
+    from mlflow.entities import Param
+
+    tables = tables_of(params).get(run.name, [])
+    train, test = _run_data(run, lock)
+    env = _dvc_env_tags()
+    # the run is the outputs of evaluate@<run> (and its training stages), whichever stage logs it
+    entry = f"evaluate@{run.name}"
+    start = min([log.started_at for log in logs] + [metrics.started_at])
+    data_tags = {"data.train.digest": train.digest, "data.train.digest_from": train.digest_from,
+                 "data.test.digest": test.digest, "data.test.digest_from": test.digest_from}
+    tags = _clean({**_dims_tags(params, run), **env, "dvc_stage": entry, "logged_by": env["dvc_stage"],
+                   **_table_tags(tables), **_source_tags(entry), **data_tags,
+                   "mlflow.runName": run.name, "mlflow.note.content": _note(run, tables, train, test)})
+    parent = client.create_run(exp_id, start_time=_ms(start), tags=tags, run_name=run.name).info.run_id
+    try:
+        _log_batch(client, parent, metrics=_final_metrics(metrics), params=_params(run_params(params, run)))
+        client.log_inputs(parent, datasets=[train.input("training"), test.input("evaluation")])
+        for log in logs:
+            child_tags = _clean({**_dims_tags(params, run), **_source_tags(f"{log.stage}@{run.name}"),
+                                 "mlflow.runName": f"{run.name}/{log.stage}", "mlflow.parentRunId": parent,
+                                 "stage": log.stage, "dvc_stage": f"{log.stage}@{run.name}",
+                                 "logged_by": env["dvc_stage"], "dvc_exp_name": env["dvc_exp_name"],
+                                 "data.train.digest": train.digest})
+            child = client.create_run(exp_id, start_time=_ms(log.started_at), tags=child_tags,
+                                      run_name=child_tags["mlflow.runName"]).info.run_id
+            stage_params = {"stage": log.stage, "device": log.device, "precision": log.precision,
+                            "forward": log.forward, "init": log.init, "world_size": log.world_size}
+            _log_batch(client, child, metrics=_stage_metrics(log),
+                       params=[Param(k, str(v)) for k, v in stage_params.items()])
+            inputs = [train.input("training")] + ([test.input("validation")] if log.stage == "stage2" else [])
+            client.log_inputs(child, datasets=inputs)
+            client.set_terminated(child, "FINISHED", end_time=_ms(log.finished_at))
+        for a in artifacts:
+            if Path(a).is_file():
+                client.log_artifact(parent, str(a))
+    except BaseException:
+        client.set_terminated(parent, "FAILED")
+        raise
+    client.set_terminated(parent, "FINISHED", end_time=_ms(max(metrics.finished_at, start)))
+    return parent
