@@ -64,6 +64,8 @@ def plot(path: Path, kind: str, title: str, x_name: str, xs: list[str], series: 
         ax.set_xticks(list(range(len(xs))), xs)
     if all(m is None for pts in series.values() for m, _ in pts):
         ax.text(0.5, 0.5, "no metrics yet", transform=ax.transAxes, ha="center", va="center", color="grey")
+    hi = max([m + (sd or 0) for pts in series.values() for m, sd in pts if m is not None], default=0.0)
+    ax.set_ylim(0, max(1.0, 1.1 * hi))  # percentages start at 0 (a row of zeros is not an axis around 0)
     ax.set_xlabel(x_name)
     ax.set_ylabel(ylabel)
     ax.set_title(title if len(title) <= 70 else title[:67] + "...", fontsize=9)
