@@ -30,6 +30,7 @@ from pipeline.student.decode import decode
 from pipeline.student.loop import LoopConfig, train
 from pipeline.student.loss import multitask_loss, scales_decoder_outputs
 from pipeline.student.model import build_model
+from support.tiny import rand_batch
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 TOKENIZER = SHARED / "models/t5-tokenizer"
@@ -63,14 +64,7 @@ def write_checkpoint(d: Path, raw_config: dict, tied_head: bool, seed: int = 0) 
 
 
 def batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda n, length: torch.randint(2, 32000, (n, length), generator=g)  # noqa: E731
-    b = {"pred_input_ids": r(4, 20), "pred_labels": r(4, 5), "expl_input_ids": r(4, 22), "expl_labels": r(4, 30)}
-    b["pred_labels"][0, 3:] = -100
-    b["expl_labels"][1, 10:] = -100
-    b["pred_input_ids"][2, 15:] = 0
-    b["expl_input_ids"][3, 12:] = 0
-    return b
+    return rand_batch(seed, pad_expl_inputs=True)
 
 
 def official(model, b) -> float:

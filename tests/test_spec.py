@@ -1,7 +1,6 @@
 """params.yaml, the profiles and the generated JSON Schemas: validation, sync, error messages."""
 from __future__ import annotations
 
-import io
 import json
 import re
 from pathlib import Path
@@ -14,19 +13,11 @@ from pipeline.errors import PipelineError
 from pipeline.records import all_schemas
 from pipeline.schemas_io import render
 from pipeline.spec import Params, load_params
+from support.cli import rt_dump, rt_load
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
 
-
-def _rt_load(text: str):
-    return YAML(typ="rt").load(text)
-
-
-def _rt_dump(doc) -> str:
-    buf = io.StringIO()
-    YAML(typ="rt").dump(doc, buf)
-    return buf.getvalue()
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -158,10 +149,10 @@ def test_missing_params_file(tmp_path):
 
 
 def test_error_message_is_one_line(tmp_path, base_text):
-    doc = _rt_load(base_text)
+    doc = rt_load(base_text)
     doc["train"]["lr"] = -1
     doc["train"]["batch_size"] = 0
-    path = _write(tmp_path, _rt_dump(doc))
+    path = _write(tmp_path, rt_dump(doc))
     msg = _load_error(path)
     assert "\n" not in msg
     assert "train.lr" in msg and "train.batch_size" in msg

@@ -12,6 +12,7 @@ from pipeline.student.decode import decode
 from pipeline.student.loop import LoopConfig, train
 from pipeline.student.loss import multitask_loss
 from support import SHARED
+from support.tiny import rand_batch
 
 
 def tiny_model(seed=0):
@@ -21,16 +22,6 @@ def tiny_model(seed=0):
     c.tie_word_embeddings = False
     torch.manual_seed(seed)
     return T5ForConditionalGeneration(c)
-
-
-def rand_batch(seed=1):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda n, l: torch.randint(2, 32000, (n, l), generator=g)  # noqa: E731
-    b = {"pred_input_ids": r(4, 20), "pred_labels": r(4, 5), "expl_input_ids": r(4, 22), "expl_labels": r(4, 30)}
-    b["pred_labels"][0, 3:] = -100
-    b["expl_labels"][1, 10:] = -100
-    b["pred_input_ids"][2, 15:] = 0
-    return b
 
 
 def test_multitask_loss_matches_the_reference_two_pass_objective():

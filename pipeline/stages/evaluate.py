@@ -1,4 +1,4 @@
-"""evaluate: batched greedy generation on the test split with the selected checkpoint, accuracy by
+"""evaluate: batched greedy decoding of the test split with the selected checkpoint, accuracy by
 the task's scorer, predictions (``Prediction``, ``prediction.schema.json``) and metrics
 (``EvalMetrics``, ``metrics/evaluate/<run>.json``). The training logs (``TrainingLog``) beside the
 checkpoints give the selection and the stage-1 verdict agreement.
@@ -69,18 +69,3 @@ def run(params: Params, name: str) -> dict:
     )
     write_model(METRICS / "evaluate" / f"{name}.json", metrics)
     return metrics.model_dump(mode="json")
-
-
-def step_metrics(logs: list[tuple[str, TrainingLog]]) -> list[tuple[str, float, int]]:
-    """(name, value, step) of every logged loss, learning rate and selection accuracy; names prefixed per stage."""
-    steps = []
-    for prefix, log in logs:
-        for rec in log.history:
-            for k in ("loss", "pred_loss", "expl_loss", "lr"):
-                if getattr(rec, k) is not None:
-                    steps.append((prefix + k, getattr(rec, k), rec.step))
-        for e in log.evals:
-            for k in ("valid_accuracy", "test_accuracy"):
-                if getattr(e, k) is not None:
-                    steps.append((prefix + k, getattr(e, k), e.step))
-    return steps

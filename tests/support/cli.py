@@ -10,11 +10,12 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 
-def _load(text: str):
+def rt_load(text: str):
+    """Round-trip YAML (comments and line numbers kept), as the spec loader reads it."""
     return YAML(typ="rt").load(text)
 
 
-def _dump(doc) -> str:
+def rt_dump(doc) -> str:
     buf = io.StringIO()
     YAML(typ="rt").dump(doc, buf)
     return buf.getvalue()
@@ -24,9 +25,9 @@ def edit_params(proj: Path, fn) -> None:
     """Apply ``fn`` to the project's params.yaml document (round-trip YAML: comments stay), and
     regenerate runs.yaml when the result is valid (as a user runs `python -m pipeline plan`)."""
     path = proj / "params.yaml"
-    doc = _load(path.read_text(encoding="utf-8"))
+    doc = rt_load(path.read_text(encoding="utf-8"))
     fn(doc)
-    path.write_text(_dump(doc), encoding="utf-8")
+    path.write_text(rt_dump(doc), encoding="utf-8")
     write_plan(proj)
 
 

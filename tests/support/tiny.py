@@ -68,3 +68,17 @@ class Stub:
             raise RuntimeError("simulated crash")
         self.hashes.append(weights_hash(model))
         return self.scores[(self.calls - 1) % len(self.scores)]
+
+
+def rand_batch(seed=1, pad_expl_inputs=False) -> dict:
+    """A multi-task batch of random ids (T5 vocabulary) with masked label tails and padded inputs:
+    the loss tests' input (``pad_expl_inputs`` also pads one ``explain:`` input row)."""
+    g = torch.Generator().manual_seed(seed)
+    r = lambda n, length: torch.randint(2, 32000, (n, length), generator=g)  # noqa: E731
+    b = {"pred_input_ids": r(4, 20), "pred_labels": r(4, 5), "expl_input_ids": r(4, 22), "expl_labels": r(4, 30)}
+    b["pred_labels"][0, 3:] = -100
+    b["expl_labels"][1, 10:] = -100
+    b["pred_input_ids"][2, 15:] = 0
+    if pad_expl_inputs:
+        b["expl_input_ids"][3, 12:] = 0
+    return b
