@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
 
+from . import warm
 from .errors import PipelineError
 
 
@@ -143,6 +144,10 @@ def main(argv=None) -> int:
         if name == "use-profile":
             p.add_argument("name")
     args = parser.parse_args(argv)
+    if argv is None and args.command in warm.COMMANDS and warm.enabled():
+        status = warm.run(sys.argv[1:])  # the same command, forked from a server with torch imported
+        if status is not None:
+            return status
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
     try:
