@@ -48,7 +48,7 @@ from typing import Optional
 
 COMMANDS = frozenset({"stage1", "stage2", "evaluate"})
 PRELOAD = ("torch", "transformers", "transformers.models.t5.modeling_t5", "pydantic", "jsonschema", "yaml", "tqdm")
-_VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL"})  # differ between shells, change no import
+_VOLATILE_ENV = frozenset({"_", "PWD", "OLDPWD", "SHLVL", "DVC_STAGE"})  # per shell or stage; read by no import
 _CHILD_FLAG = "_MM_WARM_CHILD"
 _START_TIMEOUT_S = 120.0
 _SERVER_NAME = "__mm_warm_server__"
@@ -85,6 +85,8 @@ def _socket_dir(env) -> Path:
     if not base or not os.access(base, os.W_OK):
         base = "/tmp"
     d = Path(base) / f"mindsmirror-warm-{os.getuid()}"
+    if len(str(d)) > 70:  # a Unix socket's path has at most 107 bytes
+        raise OSError(f"{d}: too long a path for the server's socket")
     d.mkdir(mode=0o700, exist_ok=True)
     st = d.stat()
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
@@ -207,6 +209,7 @@ def serve(path: str) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
+    inode = os.stat(path).st_ino  # unlinked at exit unless another server has taken the name since
     os.close(os.pidfd_open(os.getpid()))  # fail now, not per command, where pidfds are missing
     for name in _preload(os.environ):
         try:
@@ -239,7 +242,7 @@ def serve(path: str) -> None:
                         pass
     finally:
         try:
-            if os.stat(path).st_ino == os.fstat(listener.fileno()).st_ino:
+            if os.stat(path).st_ino == inode:
                 os.unlink(path)
         except OSError:
             pass

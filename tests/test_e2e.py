@@ -11,12 +11,13 @@ import io
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from support.deps import covers, load_stages
-from support.e2e import copy_project, ran_stages, sh
+from support.e2e import copy_project, e2e_env, ran_stages, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -71,6 +72,7 @@ def _csv(path: Path) -> list[dict]:
 
 def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_path):
     proj = project
+    started = time.time() - 1
     first = sh(["dvc", "repro"], proj)
     stages = ran_stages(first.stdout)
     assert {f"stage2@{r}" for r in RUNS} | {f"evaluate@{r}" for r in RUNS} <= set(stages)
@@ -163,6 +165,17 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     for f in ("data/teacher/svamp/train.jsonl", "data/teacher/cqa/test.jsonl"):
         assert (clone / f).read_bytes() == (proj / f).read_bytes(), f
     assert ran_stages(sh(["dvc", "repro"], clone).stdout) == []  # nothing to recompute, the teacher least of all
+
+    # warm starts change nothing: the repro forked its student stages from a warm server
+    # (pipeline/warm.py); a cold evaluate in its own process writes the same bytes
+    from pipeline import warm
+
+    if warm.enabled(e2e_env(proj)):
+        logs = warm._socket_dir(e2e_env(proj)).glob("*.log")
+        assert any(log.stat().st_mtime >= started and "serving" in log.read_text() for log in logs)
+        sh(["env", "MM_WARM=0", sys.executable, "-m", "pipeline", "evaluate", se], clone)
+        for f in sorted((proj / "results" / se).iterdir()):
+            assert (clone / "results" / se / f.name).read_bytes() == f.read_bytes(), f.name
     _FLOW_DONE.add(proj)
 
 
