@@ -10,9 +10,9 @@ same within one program's lifetime, this one outlives a stage):
   socket lives in a per-user 0700 directory and is named by a hash of everything the imports could
   depend on: the interpreter, ``sys.path``, the environment, the installed preloaded packages and
   this file. A different environment or install gets a different server.
-* A command sends its argv, working directory and environment, and its stdin/stdout/stderr file
-  descriptors. The server forks; the child takes the command's descriptors, directory and
-  environment, starts a new session, reseeds ``random`` and runs ``python -m pipeline <argv>``.
+* A command sends its argv, working directory, environment, umask and CPU affinity, and its
+  stdin/stdout/stderr file descriptors. The server forks; the child takes all of these, starts a
+  new session, reseeds ``random`` and runs ``python -m pipeline <argv>``.
   The server never imports the project's own code, so the child always runs the code on disk.
 * The command waits for the child's exit status and exits with it. It forwards SIGINT, SIGTERM and
   SIGHUP to the child's process group, and if the command dies, the server kills the child.
@@ -128,8 +128,11 @@ def run(argv: list[str], module: str = "pipeline") -> Optional[int]:
     with sock:
         try:
             socket.send_fds(sock, [b"\0"], [0, 1, 2])
+            umask = os.umask(0o022)
+            os.umask(umask)
             _send(sock, {"module": module, "argv": list(argv), "cwd": os.getcwd(), "env": env,
-                         "path0": sys.path[0] if sys.path else os.getcwd()})
+                         "path0": sys.path[0] if sys.path else os.getcwd(), "umask": umask,
+                         "cpus": sorted(os.sched_getaffinity(0))})
             pid = _recv(sock)["pid"]
         except (OSError, ValueError, KeyError):
             return None
@@ -189,7 +192,8 @@ def _connect(env) -> socket.socket:
             return _dial(path)
         except (FileNotFoundError, ConnectionRefusedError):
             path.unlink(missing_ok=True)
-        with open(d / f"{key}.log", "w") as log:
+        log_path = d / f"{key}.log"  # one line per command, kept across servers of this key (up to 1 MB)
+        with open(log_path, "a" if log_path.exists() and log_path.stat().st_size < 2**20 else "w") as log:
             server = subprocess.Popen(
                 [sys.executable, "-c", "import sys, runpy; del sys.path[0]; "
                  f"runpy.run_path(sys.argv[1], run_name={_SERVER_NAME!r})", __file__, str(path)],
@@ -266,6 +270,7 @@ def _accept(listener: socket.socket, sel: selectors.BaseSelector, running: dict)
         running[pidfd] = (pid, conn)
         sel.register(pidfd, selectors.EVENT_READ, ("child", pidfd))
         _send(conn, {"pid": pid})
+        print(f"{pid}: {req['module']} {' '.join(req['argv'])} (in {req['cwd']})", flush=True)
         conn.settimeout(None)
         sel.register(conn, selectors.EVENT_READ, ("command", pidfd))
     except Exception as e:
@@ -303,6 +308,8 @@ def _child(req: dict, fds: list[int], server_files: list) -> None:
         for f in server_files:  # the server's socket, selector, other commands' connections and pidfds
             os.close(f) if isinstance(f, int) else f.close()
         os.chdir(req["cwd"])
+        os.umask(req["umask"])
+        os.sched_setaffinity(0, req["cpus"])
         os.environ.clear()
         os.environ.update(req["env"])
         os.environ[_CHILD_FLAG] = "1"

@@ -11,7 +11,6 @@ import io
 import json
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +71,6 @@ def _csv(path: Path) -> list[dict]:
 
 def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_path):
     proj = project
-    started = time.time() - 1
     first = sh(["dvc", "repro"], proj)
     stages = ran_stages(first.stdout)
     assert {f"stage2@{r}" for r in RUNS} | {f"evaluate@{r}" for r in RUNS} <= set(stages)
@@ -172,7 +170,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
 
     if warm.enabled(e2e_env(proj)):
         logs = warm._socket_dir(e2e_env(proj)).glob("*.log")
-        assert any(log.stat().st_mtime >= started and "serving" in log.read_text() for log in logs)
+        assert any(f"pipeline evaluate {se} (in {proj})" in log.read_text() for log in logs)
         sh(["env", "MM_WARM=0", sys.executable, "-m", "pipeline", "evaluate", se], clone)
         for f in sorted((proj / "results" / se).iterdir()):
             assert (clone / "results" / se / f.name).read_bytes() == f.read_bytes(), f.name

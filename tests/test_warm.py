@@ -31,7 +31,8 @@ cmd = sys.argv[1]
 if cmd == "info":
     print(json.dumps({{"cwd": os.getcwd(), "argv": sys.argv[1:], "probe": os.environ.get("PROBE"),
                       "ppid": os.getppid(), "pid": os.getpid(), "sid": os.getsid(0), "rand": random.random(),
-                      "path0": sys.path[0], "version": VERSION, "stdin": sys.stdin.read()}}))
+                      "path0": sys.path[0], "version": VERSION, "stdin": sys.stdin.read(),
+                      "umask": os.umask(0), "cpus": sorted(os.sched_getaffinity(0))}}))
     print("to stderr", file=sys.stderr)
     sys.exit(int(sys.argv[2]))
 if cmd == "sleep":
@@ -65,26 +66,27 @@ def write_probe(d: Path, version: int) -> None:
     (d / "probe" / "__main__.py").write_text(PROBE.format(version=version))
 
 
-def client(d: Path, env: dict, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+def client(d: Path, env: dict, *args: str, stdin: str = "", umask: int = 0o022) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CLIENT, *args], cwd=d, env=env, input=stdin, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, umask=umask)
 
 
-def info(d: Path, env: dict, code: int = 0, stdin: str = "") -> tuple[dict, subprocess.CompletedProcess]:
-    r = client(d, env, "info", str(code), stdin=stdin)
+def info(d: Path, env: dict, code: int = 0, stdin: str = "", umask: int = 0o022) -> tuple[dict, subprocess.CompletedProcess]:
+    r = client(d, env, "info", str(code), stdin=stdin, umask=umask)
     assert "FALLBACK" not in r.stdout, r.stderr
     return json.loads(r.stdout), r
 
 
-def test_a_command_gets_its_streams_directory_environment_and_exit_status(box):
+def test_a_command_gets_its_streams_directory_environment_umask_and_exit_status(box):
     d, env = box
     first, r = info(d, env, code=3, stdin="hello")
     assert r.returncode == 3 and r.stderr == "to stderr\n"
     assert first["cwd"] == str(d) and first["argv"] == ["info", "3"] and first["probe"] == "p1"
     assert first["stdin"] == "hello" and first["path0"] == ""  # what `python -c` puts first on sys.path
     assert first["sid"] == first["pid"]  # its own session: signals to the group reach it and its children
-    second, r = info(d, env)
-    assert r.returncode == 0
+    assert first["umask"] == 0o022 and first["cpus"] == sorted(os.sched_getaffinity(0))
+    second, r = info(d, env, umask=0o027)
+    assert r.returncode == 0 and second["umask"] == 0o027  # the command's umask, not the server's
     assert second["ppid"] == first["ppid"]  # the same server forked both
     assert second["rand"] != first["rand"]  # `random` reseeded per command, as in a fresh process
 
