@@ -25,7 +25,7 @@ RUNS = {"svamp-standard_kd-base-teacher-k0-m0-s42", "svamp-cot5-base-teacher-k5-
         "svamp-cot5_se-base-teacher-k5-m5-s42", "svamp-cot5-base-teacher-k1-m0-s42"}
 K3 = "svamp-cot5-base-teacher-k3-m0-s42"
 #: `dvc exp show` narrowed to the headline cells of some tables (README, "Comparing runs")
-EXP_SHOW = ["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"^(Experiment|rev|Created)$|^(main|cots|teacher)\."]
+EXP_SHOW = ["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"^(Experiment|rev|Created)$|^(main|cots|teacher)\..*/"]
 
 
 def tiny_params(path: Path) -> None:
