@@ -16,7 +16,8 @@ same within one program's lifetime, this one outlives a stage):
   The server never imports the project's own code, so the child always runs the code on disk.
 * The command waits for the child's exit status and exits with it. It forwards SIGINT, SIGTERM and
   SIGHUP to the child's process group, and if the command dies, the server kills the child.
-* The server exits when nothing has run for ``MM_WARM_IDLE`` seconds (default 60).
+* The server exits when nothing has run for ``MM_WARM_IDLE`` seconds (default 60). The lock and
+  log files of a key go when a server starts and that key has had none for 7 days.
 
 Results are unchanged: the child computes what a fresh process computes (``tests/test_warm.py``;
 ``tests/test_e2e.py`` compares a warm and a cold evaluate byte for byte). ``MM_WARM=0`` turns warm
@@ -198,6 +199,7 @@ def _connect(env) -> socket.socket:
                 [sys.executable, "-c", "import sys, runpy; del sys.path[0]; "
                  f"runpy.run_path(sys.argv[1], run_name={_SERVER_NAME!r})", __file__, str(path)],
                 cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        _tidy(d)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while True:  # the server binds before it imports, so this is quick
             try:
@@ -206,6 +208,17 @@ def _connect(env) -> socket.socket:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise OSError(f"warm start: the server did not start (see {d / f'{key}.log'})") from None
                 time.sleep(0.02)
+
+
+def _tidy(d: Path, days: float = 7) -> None:
+    """Remove the lock and log files of keys that have had no server for ``days``."""
+    cutoff = time.time() - days * 86400
+    for f in list(d.glob("*.lock")) + list(d.glob("*.log")):
+        try:
+            if not f.with_suffix(".sock").exists() and f.stat().st_mtime < cutoff:
+                f.unlink()
+        except OSError:
+            pass
 
 
 # --------------------------------------------------------------------------- the server's side

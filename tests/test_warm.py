@@ -165,3 +165,17 @@ def test_when_warm_starts_are_off():
     assert not warm.enabled({"MM_WARM": "0"})
     assert not warm.enabled({"LOCAL_RANK": "0"})  # torchrun workers
     assert not warm.enabled({warm._CHILD_FLAG: "1"})  # a forked command never forks again
+
+
+def test_files_of_long_gone_servers_are_tidied_when_a_server_starts(box):
+    d, env = box
+    run_dir = Path(env["XDG_RUNTIME_DIR"]) / f"mindsmirror-warm-{os.getuid()}"
+    run_dir.mkdir(mode=0o700)
+    old, recent = run_dir / "0ld.log", run_dir / "recent.log"
+    for f in (old, run_dir / "0ld.lock", recent):
+        f.write_text("")
+    eight_days_ago = time.time() - 8 * 86400
+    os.utime(old, (eight_days_ago, eight_days_ago))
+    os.utime(run_dir / "0ld.lock", (eight_days_ago, eight_days_ago))
+    info(d, env)
+    assert not old.exists() and not (run_dir / "0ld.lock").exists() and recent.exists()
