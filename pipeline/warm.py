@@ -82,12 +82,14 @@ def _key(env) -> str:
 
 
 def _socket_dir(env) -> Path:
-    base = env.get("XDG_RUNTIME_DIR")
-    if not base or not os.access(base, os.W_OK):
-        base = "/tmp"
+    """``mindsmirror-warm-<uid>`` in ``$XDG_RUNTIME_DIR`` (else ``/tmp``): private to this user."""
+    for base in (env.get("XDG_RUNTIME_DIR"), "/tmp"):
+        # a Unix socket's path has at most 107 bytes: leave room for the name
+        if base and os.access(base, os.W_OK) and len(base) <= 48:
+            break
+    else:
+        raise OSError("no writable runtime directory with a short enough path")
     d = Path(base) / f"mindsmirror-warm-{os.getuid()}"
-    if len(str(d)) > 70:  # a Unix socket's path has at most 107 bytes
-        raise OSError(f"{d}: too long a path for the server's socket")
     d.mkdir(mode=0o700, exist_ok=True)
     st = d.stat()
     if st.st_uid != os.getuid() or st.st_mode & 0o077:

@@ -179,3 +179,9 @@ def test_files_of_long_gone_servers_are_tidied_when_a_server_starts(box):
     os.utime(run_dir / "0ld.lock", (eight_days_ago, eight_days_ago))
     info(d, env)
     assert not old.exists() and not (run_dir / "0ld.lock").exists() and recent.exists()
+
+
+def test_a_runtime_directory_too_long_for_a_socket_path_falls_back_to_tmp(tmp_path):
+    long_dir = tmp_path / ("x" * 60)
+    long_dir.mkdir()
+    assert warm._socket_dir({"XDG_RUNTIME_DIR": str(long_dir)}).parent == Path("/tmp")
