@@ -235,6 +235,9 @@ def serve(path: str) -> None:
             importlib.import_module(name)
         except Exception as e:  # the child's own import will fail the same way, with the command's stderr
             print(f"preload {name}: {type(e).__name__}: {e}", flush=True)
+    # Forking is safe here: the server runs no torch op (so no OpenMP pool and no CUDA), and the
+    # only threads its imports start are numpy's and scipy's OpenBLAS pools, idle, which OpenBLAS
+    # shuts down and restarts around a fork with its own pthread_atfork handlers.
     print(f"serving {path} (pid {os.getpid()})", flush=True)
     sel = selectors.DefaultSelector()
     sel.register(listener, selectors.EVENT_READ, None)
