@@ -23,7 +23,7 @@ Results are unchanged: the child computes what a fresh process computes (``tests
 ``tests/test_e2e.py`` compares a warm and a cold evaluate byte for byte). ``MM_WARM=0`` turns warm
 starts off. They are never used under torchrun (``LOCAL_RANK`` set), on a machine with an NVIDIA
 device (CUDA must not be initialised before a fork, and next to GPU training the imports are
-noise), or off Linux. If no server can be reached, the command runs in its own process as before.
+noise), or off Linux (and Linux before 5.3). If no server can be reached, the command runs in its own process as before.
 
 This file imports only the standard library: the server runs it as a script, outside the package.
 """
@@ -57,8 +57,17 @@ _SERVER_NAME = "__mm_warm_server__"
 
 def enabled(env=os.environ) -> bool:
     return (sys.platform.startswith("linux") and env.get("MM_WARM", "1") != "0" and "LOCAL_RANK" not in env
-            and _CHILD_FLAG not in env and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
-            and not os.path.exists("/dev/nvidiactl"))
+            and _CHILD_FLAG not in env and hasattr(socket, "send_fds") and not os.path.exists("/dev/nvidiactl")
+            and _has_pidfds())
+
+
+def _has_pidfds() -> bool:
+    """Whether this kernel (5.3+) and sandbox allow ``pidfd_open``, which the server waits on."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def _preload(env) -> tuple[str, ...]:
@@ -229,7 +238,6 @@ def serve(path: str) -> None:
     listener.bind(path)
     listener.listen(64)
     inode = os.stat(path).st_ino  # unlinked at exit unless another server has taken the name since
-    os.close(os.pidfd_open(os.getpid()))  # fail now, not per command, where pidfds are missing
     for name in _preload(os.environ):
         try:
             importlib.import_module(name)
