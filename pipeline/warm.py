@@ -23,7 +23,8 @@ Results are unchanged: the child computes what a fresh process computes (``tests
 ``tests/test_e2e.py`` compares a warm and a cold evaluate byte for byte). ``MM_WARM=0`` turns warm
 starts off. They are never used under torchrun (``LOCAL_RANK`` set), on a machine with an NVIDIA
 device (CUDA must not be initialised before a fork, and next to GPU training the imports are
-noise), or off Linux (and Linux before 5.3). If no server can be reached, the command runs in its own process as before.
+noise), or off Linux (and Linux before 5.3). If no server can be reached, the command runs in its
+own process as before.
 
 This file imports only the standard library: the server runs it as a script, outside the package.
 """
