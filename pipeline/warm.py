@@ -218,7 +218,7 @@ def _connect(env) -> socket.socket:
                 return _dial(path)
             except (FileNotFoundError, ConnectionRefusedError):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise OSError(f"warm start: the server did not start (see {d / f'{key}.log'})") from None
+                    raise OSError(f"warm start: the server did not start (see {log_path})") from None
                 time.sleep(0.02)
 
 

@@ -168,8 +168,9 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     # (pipeline/warm.py); a cold evaluate in its own process writes the same bytes
     from pipeline import warm
 
-    if warm.enabled(e2e_env(proj)):
-        logs = warm._socket_dir(e2e_env(proj)).glob("*.log")
+    env = e2e_env(proj)
+    if warm.enabled(env):
+        logs = warm._socket_dir(env).glob("*.log")
         assert any(f"pipeline evaluate {se} (in {proj})" in log.read_text() for log in logs)
         sh(["env", "MM_WARM=0", sys.executable, "-m", "pipeline", "evaluate", se], clone)
         for f in sorted((proj / "results" / se).iterdir()):

@@ -19,7 +19,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
 
 
-
 def _write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "params.yaml"
     p.write_text(text, encoding="utf-8")
