@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from pipeline.spec import OpenAITeacher  # noqa: E402
+from pipeline.core.spec import OpenAITeacher  # noqa: E402
 from pipeline.tasks import get_task  # noqa: E402
 from pipeline.teacher import openai as ob  # noqa: E402
 from pipeline.teacher.journal import Journal, group_key, prompt_hash  # noqa: E402
@@ -87,13 +87,14 @@ def throughput(server: Server, journal: Journal, concurrency: int, n: int, tag: 
 
 def svamp_examples(limit: int) -> dict[str, list[dict]]:
     task = get_task("svamp")
-    from pipeline.spec import LocalSource
+    from pipeline.core.spec import LocalSource
+    from pipeline.sources import load
 
     data = ROOT.parent / "shared" / "data" / "svamp"
     src = LocalSource(kind="local", format="dss",
                       files={"train": str(data / "svamp_train.json"), "test": str(data / "svamp_test.json")})
     out = {}
-    for split, rows in task.load(src).items():
+    for split, rows in load(task, src).items():
         out[split] = [{**r, "split": split, "origin": split, "index": i, "premise": None, "choices": None}
                       for i, r in enumerate(rows[:limit])]
     return out

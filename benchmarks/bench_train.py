@@ -161,7 +161,7 @@ class Window:
 
 # ----------------------------------------------------------------------------------------------- variants
 def run_ours(model, enc: Encoded, a, forward: str, device: str, win: Window) -> dict:
-    from pipeline.student.loop import LoopConfig, train
+    from pipeline.training.loop import LoopConfig, train
 
     total = a.warmup + a.steps
     epochs = math.ceil(total * a.batch_size / len(enc)) + 1

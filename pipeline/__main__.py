@@ -1,8 +1,9 @@
-"""One CLI for every stage: ``python -m pipeline <stage> [--dataset D | --assembly A | --run R]`` (or ``mm``).
+"""One CLI for every stage: ``python -m pipeline <command> [--dataset D | ASSEMBLY | RUN]`` (or ``mm``).
 
-Every command validates the whole ``params.yaml`` first (and the stages check that ``runs.yaml``, the
-runs ``dvc.yaml`` iterates, is in sync with its tables); a problem with the user's input is one
-line on stderr and exit code 2, and outputs written by earlier stages are left untouched.
+Every command validates the whole ``params.yaml`` first (and the stages that iterate ``runs.yaml``
+check that it is in sync with the tables, through their own module's ``Plan.checked``); a problem
+with the user's input is one line on stderr and exit code 2, and outputs written by earlier stages
+are left untouched.
 
 ``COMMANDS`` names, for each subcommand, the one module that runs it. That module is imported only
 when its subcommand runs, so this file pulls no stage's code into another stage; and it is the
@@ -20,55 +21,53 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Callable
 
-from . import warm
-from .errors import PipelineError
+from .core.errors import PipelineError
 
 
-def _params(args, plan_in_sync: bool = False):
-    from .spec import load_params
+def _params(args):
+    from .core.spec import load_params
+    from .tasks import TASKS
 
-    params = load_params(args.params)
-    if plan_in_sync:
-        from .runs import check_plan
-
-        check_plan(params)
-    return params
+    return load_params(args.params, tasks=TASKS)
 
 
 def cmd_prepare(args, prepare: ModuleType):
     m = prepare.run(_params(args), args.dataset)
-    print(f"prepare {args.dataset}: {m['rows']}")
+    print(f"prepare {args.dataset}: {m.rows}")
 
 
 def cmd_teach(args, teach: ModuleType):
     m = teach.run(_params(args), args.dataset)
-    for split, s in m["splits"].items():
-        acc = "n/a" if s["accuracy"] is None else f"{100 * s['accuracy']:.2f}%"
-        print(f"teach {args.dataset}/{split}: {s['questions']} questions, {s['cots']} CoTs, "
-              f"parse rate {s['parse_rate']}, teacher accuracy {acc} ({s['correct']}/{s['questions']})")
+    for split, s in m.splits.items():
+        print(f"teach {args.dataset}/{split}: {teach.summary(s)}")
 
 
 def cmd_assemble(args, assemble: ModuleType):
-    m = assemble.run(_params(args, plan_in_sync=True), args.assembly)
-    print(f"assemble {args.assembly}: {m['stage2_rows']} stage-2 rows, {m['stage1_rows']} stage-1 rows, "
-          f"{m['excluded_unparseable']} excluded")
+    params = _params(args)
+    m = assemble.run(params, args.assembly, assemble.Plan.checked(params))
+    print(f"assemble {args.assembly}: {m.stage2_rows} stage-2 rows, {m.stage1_rows} stage-1 rows, "
+          f"{m.excluded_unparseable} excluded")
 
 
 def cmd_stage1(args, train: ModuleType):
-    train.run_stage1(_params(args, plan_in_sync=True), args.run)
+    params = _params(args)
+    train.run_stage1(params, args.run, train.Plan.checked(params))
 
 
 def cmd_stage2(args, train: ModuleType):
-    train.run_stage2(_params(args, plan_in_sync=True), args.run)
+    params = _params(args)
+    train.run_stage2(params, args.run, train.Plan.checked(params))
 
 
 def cmd_evaluate(args, evaluate: ModuleType):
-    m = evaluate.run(_params(args, plan_in_sync=True), args.run)
-    print(f"evaluate {args.run}: accuracy {m['accuracy']:.4f} ({m['correct']}/{m['total']})")
+    params = _params(args)
+    m = evaluate.run(params, args.run, evaluate.Plan.checked(params))
+    print(f"evaluate {args.run}: accuracy {m.accuracy:.4f} ({m.correct}/{m.total})")
 
 
 def cmd_report(args, report: ModuleType):
-    out = report.run(_params(args, plan_in_sync=True))
+    params = _params(args)
+    out = report.run(params, report.Plan.checked(params))
     print(f"report: wrote {', '.join(str(p) for p in out)}")
 
 
@@ -79,7 +78,7 @@ def cmd_schemas(args, schemas_io: ModuleType):
 
 def cmd_validate(args, runs: ModuleType):
     p = _params(args)
-    print(f"{args.params}: ok (profile {p.profile}, {len(p.tables)} tables, {len(runs.derive(p))} runs)")
+    print(f"{args.params}: ok (profile {p.profile}, {len(p.tables)} tables, {len(runs.Plan(p).runs)} runs)")
     runs.check_plan(p)
 
 
@@ -93,9 +92,6 @@ def cmd_plan(args, runs: ModuleType):
 
 def cmd_use_profile(args, profiles: ModuleType):
     dest = profiles.use_profile(args.name, args.params)
-    from .runs import write_plan
-
-    write_plan(_params(args))
     print(f"{dest}: now the {args.name!r} profile (runs.yaml regenerated)")
 
 
@@ -125,7 +121,7 @@ COMMANDS: dict[str, Command] = {
     "plan": Command("pipeline.runs", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),
     "estimate": Command("pipeline.stages.teach", cmd_estimate,
                         "requests, tokens and cost of the live teacher, before sending anything", ("dataset",)),
-    "schemas": Command("pipeline.schemas_io", cmd_schemas, "regenerate schemas/*.schema.json from the models"),
+    "schemas": Command("pipeline.schemas", cmd_schemas, "regenerate schemas/*.schema.json from the models"),
     "validate": Command("pipeline.runs", cmd_validate, "validate params.yaml (and check runs.yaml is in sync)"),
     "use-profile": Command("pipeline.profiles", cmd_use_profile, "copy profiles/<name>.yaml over params.yaml"),
 }
@@ -144,10 +140,6 @@ def main(argv=None) -> int:
         if name == "use-profile":
             p.add_argument("name")
     args = parser.parse_args(argv)
-    if argv is None and args.command in warm.COMMANDS and warm.enabled():
-        status = warm.run(sys.argv[1:])  # the same command, forked from a server with torch imported
-        if status is not None:
-            return status
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     t0 = time.perf_counter()
     try:

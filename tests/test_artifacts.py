@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from pipeline.artifacts import read_json, read_jsonl, write_json, write_jsonl
-from pipeline.errors import PipelineError
+from pipeline.core.artifacts import read_json, read_jsonl, write_json, write_jsonl
+from pipeline.core.errors import PipelineError
 
 EXAMPLES = [
     {"id": "a1", "split": "train", "origin": "train", "index": 0, "question": "Luke scored 84 points. Per round?",
@@ -134,8 +134,8 @@ def test_read_json_corrupt(tmp_path):
 
 
 # --------------------------------------------------------------------------- typed: records.py models
-from pipeline.artifacts import read_model, read_records, schema_name, write_model, write_records  # noqa: E402
-from pipeline.records import (  # noqa: E402
+from pipeline.core.artifacts import read_model, read_records, schema_name, write_model, write_records  # noqa: E402
+from pipeline.core.records import (  # noqa: E402
     AssembleMetrics, CoT, EvalMetrics, Evaluation, Example, PrepareMetrics, Prediction, SelectionPoint, TeacherRecord,
     TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep, artifact_models,
 )
@@ -172,8 +172,7 @@ MODELS = [
         cot_accuracy=0.5, evaluations=1, verdicts={"correct": 1}, verdict_agreement=1.0)}),
     AssembleMetrics(assembly="svamp-teacher-k5-m0", dataset="svamp", labels="teacher", cots=5, self_evals=0, questions=2, stage2_rows=1, stage1_rows=1, valid_rows=1,
                     excluded_unparseable=1, excluded_unparseable_evaluations=0, questions_without_cots=1),
-    EvalMetrics(run="svamp-cot5-base-teacher-k5-m0-s42", dataset="svamp", method="cot5", student="base", labels="teacher", cots=5, self_evals=0, seed=42, started_at=1.7e9, finished_at=1.7e9 + 1, split="test", accuracy=0.5, correct=1, total=2, selected_step=4,
-                valid_accuracy=0.25, paper_protocol_accuracy=0.5, paper_protocol_step=8),
+    EvalMetrics(run="svamp-cot5-base-teacher-k5-m0-s42", dataset="svamp", method="cot5", student="base", labels="teacher", cots=5, self_evals=0, seed=42, started_at=1.7e9, finished_at=1.7e9 + 1, split="test", accuracy=0.5, correct=1, total=2),
     _LOG,
 ]
 
@@ -255,7 +254,7 @@ def test_write_invalid_model_refused_and_atomic(tmp_path):
 
 def test_model_valid_by_schema_but_not_by_model_is_one_line(tmp_path):
     # the schema is checked first; should a model be stricter than its schema, the model's error is one line too
-    from pipeline.artifacts import parse_model
+    from pipeline.core.artifacts import parse_model
 
     with pytest.raises(PipelineError) as ei:
         parse_model(Example, {**EXAMPLES[0], "index": "x"}, "somewhere:7")

@@ -113,5 +113,5 @@ def test_teach_succeeds_after_fix(cli_project):
     ok(cli(cli_project, "prepare", "--dataset", "svamp_dss"))
     r = ok(cli(cli_project, "teach", "--dataset", "svamp_dss"))
     assert "teach svamp_dss/test: 200 questions" in r.stdout
-    assert "(148/200)" in r.stdout  # the PaLM reference accuracy on the test split
+    assert "first CoT correct 148/200 questions with CoTs (74.00%)" in r.stdout  # the PaLM reference accuracy on test
     assert (cli_project / "data" / "teacher" / "svamp_dss" / "train.jsonl").exists()

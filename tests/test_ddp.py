@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from pipeline.student.distributed import rank_slice
-from pipeline.student.loop import Evaluator, train
-from pipeline.student.loss import multitask_loss
+from pipeline.training.loop import Evaluator, train
+from pipeline.training.loss import multitask_loss
 from support import ROOT
 from support.cli import cli, edit_params, ok
 from support.tiny import Stub, cfg, small_enc, tiny_model
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import torch
 
-import pipeline.student.loop as loop
+import pipeline.training.loop as loop
 from pipeline.student.distributed import dist_info
-from pipeline.student.loop import Evaluator, train
+from pipeline.training.loop import Evaluator, train
 from support.tiny import Stub, cfg, small_enc, tiny_model, weights_hash
 
 out, n_rows = Path(sys.argv[1]), int(sys.argv[2])

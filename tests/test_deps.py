@@ -92,8 +92,18 @@ def import_closure(roots, root: Path = ROOT, package: str = PACKAGE) -> set[str]
     return seen
 
 
+def is_code(path: Path) -> bool:
+    """Whether a module holds code: anything but a docstring and ``from __future__`` imports. A
+    docstring-only ``__init__.py`` runs nothing, so no stage needs to list it."""
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return any(not ((isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str))
+                    or (isinstance(n, ast.ImportFrom) and n.module == "__future__")) for n in body)
+
+
 def files_of(modules, root: Path = ROOT) -> set[str]:
-    return {module_path(m, root).relative_to(root).as_posix() for m in modules}
+    """The files of ``modules`` that hold code (``is_code``)."""
+    paths = (module_path(m, root) for m in modules)
+    return {p.relative_to(root).as_posix() for p in paths if is_code(p)}
 
 
 # ----------------------------------------------------------------------------- dvc.yaml
@@ -128,8 +138,8 @@ def code_deps(stage: dict) -> list[str]:
 def files_under(dep: str, root: Path = ROOT) -> set[str]:
     p = root / dep
     if p.is_file():
-        return {dep} if p.suffix == ".py" else set()
-    return {f.relative_to(root).as_posix() for f in p.rglob("*.py") if "__pycache__" not in f.parts}
+        return {dep} if p.suffix == ".py" and is_code(p) else set()
+    return {f.relative_to(root).as_posix() for f in p.rglob("*.py") if "__pycache__" not in f.parts and is_code(f)}
 
 
 @lru_cache(maxsize=None)
@@ -214,13 +224,14 @@ def test_teach_never_depends_on_student_code():
 
 def test_cli_imports_no_stage_code():
     """The CLI module imports each command's module only when that command runs, so that it does not
-    make every stage depend on every other stage's code."""
+    make every stage depend on every other stage's code. (It does import the task registry: every
+    command checks each dataset's ``task`` against it.)"""
     cli = files_of(import_closure({CLI_MODULE}))
     for c in commands().values():
         own = module_path(c.module).relative_to(ROOT).as_posix()
         if own.startswith(f"{PACKAGE}/stages/") or own.startswith(f"{PACKAGE}/teacher/"):
             assert own not in cli, f"{CLI_MODULE} imports {own} itself; import it through COMMANDS instead"
-    for pkg in ("stages/", "student/", "tasks/", "teacher/"):
+    for pkg in ("stages/", "student/", "training/", "sources/", "teacher/", "tracking/"):
         dragged = sorted(f for f in cli if f.startswith(f"{PACKAGE}/{pkg}") and not f.endswith("/__init__.py"))
         assert not dragged, f"{CLI_MODULE} drags {', '.join(dragged)} into every stage"
 
@@ -229,7 +240,7 @@ def test_import_analysis_on_a_synthetic_package(tmp_path):
     """The analysis itself: relative and absolute imports, imports inside functions, `from . import
     submodule`, importlib with a literal, and package __init__ files."""
     files = {
-        "pkg/__init__.py": "",
+        "pkg/__init__.py": '"""A docstring only: no code, so in no deps."""\nfrom __future__ import annotations\n',
         "pkg/main.py": "from .a import f\nimport os\n",
         "pkg/a.py": "def f():\n    from .sub import g\n    from . import b\n    return g, b\n",
         "pkg/b.py": "from pkg.c import x\n",
@@ -238,12 +249,12 @@ def test_import_analysis_on_a_synthetic_package(tmp_path):
         "pkg/sub/inner.py": "from ..d import *\ng = 1\n",
         "pkg/sub/other.py": "",
         "pkg/d.py": "import importlib\ndef h():\n    return importlib.import_module('pkg.e')\n",
-        "pkg/e.py": "",
+        "pkg/e.py": "y = 2\n",
         "pkg/unused.py": "",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
     got = files_of(import_closure({"pkg.main"}, tmp_path, "pkg"), tmp_path)
-    assert got == {"pkg/__init__.py", "pkg/main.py", "pkg/a.py", "pkg/b.py", "pkg/c.py", "pkg/sub/__init__.py",
+    assert got == {"pkg/main.py", "pkg/a.py", "pkg/b.py", "pkg/c.py", "pkg/sub/__init__.py",
                    "pkg/sub/inner.py", "pkg/d.py", "pkg/e.py"}

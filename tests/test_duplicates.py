@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.spec import DatasetSpec, LocalSource, load_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.spec import DatasetSpec, LocalSource, load_params
 from pipeline.stages import prepare, teach
+from pipeline.sources import assign_ids, load
 from pipeline.tasks import get_task
 from pipeline.tasks.base import text_id
 
@@ -58,14 +59,14 @@ def test_ids_unique_and_stable():
     task = get_task("svamp")
     rows = [task.from_local_row(r, "dss") for r in dss_rows()]
     where = {"train": [f"f:{i + 1}" for i in range(N)]}
-    task._assign_ids({"train": rows}, where)
+    assign_ids(task, {"train": rows}, where)
     ids = [r["id"] for r in rows]
     assert len(set(ids)) == N
     assert ids[0] == text_id(question(0)) and ids[5] == text_id(question(5))
     assert ids[20] == f"{text_id(question(5))}-2" and ids[33] == f"{text_id(question(5))}-3"
     assert ids[30] == text_id(dss_rows()[30]["input"])  # another text (case, spaces): its own hash
     again = [task.from_local_row(r, "dss") for r in dss_rows()]
-    task._assign_ids({"train": again}, where)
+    assign_ids(task, {"train": again}, where)
     assert [r["id"] for r in again] == ids
 
 
@@ -86,8 +87,8 @@ def test_dss_file_with_repeated_questions_keeps_every_rows_teacher_output(tmp_pa
 
     prep = prepare.run(params, "dup")
     # train: 5 twice more, 7 once more (other case/spacing), 11 once more; the test copy of 3 and 3, 4 (also in train)
-    assert prep["duplicate_questions"] == 4 + 3
-    assert prep["source_rows"] == {"train": N, "test": 3}
+    assert prep.duplicate_questions == 4 + 3
+    assert prep.source_rows == {"train": N, "test": 3}
     examples = {s: read_split(tmp_path, "prepared", "dup", s) for s in ("train", "valid", "test")}
     all_ids = [e["id"] for exs in examples.values() for e in exs]
     assert len(all_ids) == len(set(all_ids)) == N + 3
@@ -102,9 +103,9 @@ def test_dss_file_with_repeated_questions_keeps_every_rows_teacher_output(tmp_pa
 
     metrics = teach.run(params, "dup")
     for split, exs in examples.items():
-        m = metrics["splits"][split]
-        assert m["questions_with_cots"] == m["questions"] == len(exs)
-        assert m["unmatched_source_rows"] == 0
+        m = metrics.splits[split]
+        assert m.questions_with_cots == m.questions == len(exs)
+        assert m.unmatched_source_rows == 0
         recs = read_split(tmp_path, "teacher", "dup", split)
         assert [r["id"] for r in recs] == [e["id"] for e in exs]
         source = rows if split != "test" else test_rows
@@ -128,12 +129,12 @@ def test_text_matched_teacher_gives_every_copy_its_outputs(tmp_path, monkeypatch
         "teacher": {"backend": "replay", "sources": [
             {"format": "mcckd", "files": {"train": [str(path)]}, "parse": "lenient"}]}})
     monkeypatch.chdir(tmp_path)
-    assert prepare.run(params, "dupm")["duplicate_questions"] == len(REPEATS)
+    assert prepare.run(params, "dupm").duplicate_questions == len(REPEATS)
     metrics = teach.run(params, "dupm")
     for split in ("train", "valid"):
         exs = read_split(tmp_path, "prepared", "dupm", split)
         recs = read_split(tmp_path, "teacher", "dupm", split)
-        assert metrics["splits"][split]["questions_with_cots"] == len(exs)
+        assert metrics.splits[split].questions_with_cots == len(exs)
         for ex, rec in zip(exs, recs):
             assert [c["text"] for c in rec["cots"]] == rows[ex["index"]]["output"]
             assert all(c["status"] == "ok" and c["correct"] is True for c in rec["cots"])
@@ -141,11 +142,11 @@ def test_text_matched_teacher_gives_every_copy_its_outputs(tmp_path, monkeypatch
 
 def test_text_matched_teacher_with_one_copy_gives_it_to_every_copy(tmp_path):
     """The teacher file has the question once, the dataset three times: every copy gets it."""
-    from pipeline.spec import ReplayFiles, ReplayTeacher
+    from pipeline.core.spec import ReplayFiles, ReplayTeacher
     from pipeline.teacher.replay import replay
 
     task = get_task("svamp")
-    loaded = task.load(LocalSource(kind="local", format="dss",
+    loaded = load(task, LocalSource(kind="local", format="dss",
                                    files={"train": write_jsonl(tmp_path / "t.json", dss_rows())}))
     exs = [{**r, "split": "train", "origin": "train", "index": i} for i, r in enumerate(loaded["train"])]
     teacher_file = tmp_path / "mcckd.json"
@@ -161,6 +162,6 @@ def test_same_source_id_on_two_rows_is_one_error_naming_both_lines(tmp_path):
     rows[4]["uid"] = "u1"
     path = write_jsonl(tmp_path / "anli.jsonl", rows)
     with pytest.raises(PipelineError) as e:
-        get_task("anli").load(LocalSource(kind="local", format="dss", files={"valid": path}))
+        load(get_task("anli"), LocalSource(kind="local", format="dss", files={"valid": path}))
     msg = str(e.value)
     assert msg.startswith(f"{path}:5: ") and f"{path}:2" in msg and "'u1'" in msg and "\n" not in msg

@@ -164,17 +164,6 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
         assert (clone / f).read_bytes() == (proj / f).read_bytes(), f
     assert ran_stages(sh(["dvc", "repro"], clone).stdout) == []  # nothing to recompute, the teacher least of all
 
-    # warm starts change nothing: the repro forked its student stages from a warm server
-    # (pipeline/warm.py); a cold evaluate in its own process writes the same bytes
-    from pipeline import warm
-
-    env = e2e_env(proj)
-    if warm.enabled(env):
-        logs = warm._socket_dir(env).glob("*.log")
-        assert any(f"pipeline evaluate {se} (in {proj})" in log.read_text() for log in logs)
-        sh(["env", "MM_WARM=0", sys.executable, "-m", "pipeline", "evaluate", se], clone)
-        for f in sorted((proj / "results" / se).iterdir()):
-            assert (clone / "results" / se / f.name).read_bytes() == f.read_bytes(), f.name
     _FLOW_DONE.add(proj)
 
 

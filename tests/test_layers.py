@@ -2,11 +2,15 @@
 
 Every module under pipeline/ is parsed with ``ast``; every import is resolved to an absolute module
 name (relative imports, ``from . import sub``, imports inside functions, and
-``importlib.import_module("literal")`` included) and checked against the rules:
+``importlib.import_module("literal")`` included) and checked against the floors, top to bottom:
 
-- ``teacher``, ``student`` and ``tasks`` import nothing from ``stages`` nor ``__main__``;
-- ``spec``, ``artifacts``, ``paths`` and ``errors`` import nothing from ``teacher``, ``student``,
-  ``tasks``, ``stages`` nor ``__main__``.
+- ``__main__`` (the CLI) and ``profiles``, ``schemas`` (its small commands);
+- ``stages``: one module per dvc.yaml stage;
+- ``tracking`` (MLflow), ``teacher``, ``sources``, ``training``;
+- ``runs`` (the plan), ``tasks``, ``student``;
+- ``core``: errors, paths, spec, records, artifacts, stage I/O. It imports nothing else.
+
+Each package may import only what ``ALLOWED`` names for it (besides itself).
 """
 from __future__ import annotations
 
@@ -17,12 +21,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "pipeline"
-BUILDING_BLOCKS = ("teacher", "student", "tasks")
-FOUNDATIONS = ("spec", "artifacts", "paths", "errors")
-RULES = {  # importer (module or package under pipeline) -> what it must not import
-    **{p: ("stages", "__main__") for p in BUILDING_BLOCKS},
-    **{m: ("teacher", "student", "tasks", "stages", "__main__") for m in FOUNDATIONS},
+ALLOWED = {  # importer (module or package under pipeline) -> the other parts of pipeline it may import
+    "core": (),
+    "tasks": ("core",),
+    "student": ("core",),
+    "runs": ("core",),
+    "sources": ("core", "tasks"),
+    "training": ("core", "student"),
+    "teacher": ("core", "tasks"),
+    "tracking": ("core", "runs"),
+    "stages": ("core", "tasks", "sources", "student", "training", "teacher", "runs", "tracking"),
 }
+TOPS = ("__main__", "profiles", "schemas", *ALLOWED)
+RULES = {layer: tuple(t for t in TOPS if t != layer and t not in allowed) for layer, allowed in ALLOWED.items()}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -90,17 +101,21 @@ def test_every_module_is_covered():
 
 
 @pytest.mark.parametrize("where,code,bad", [
-    ("teacher/x.py", "from ..stages.common import TEACHER\n", "pipeline.stages.common"),
-    ("teacher/x.py", "def f():\n    from ..stages import common\n", "pipeline.stages"),
+    ("teacher/x.py", "from ..stages.teach import run\n", "pipeline.stages.teach"),
+    ("teacher/x.py", "def f():\n    from ..stages import teach\n", "pipeline.stages"),
     ("teacher/sub/__init__.py", "from ...stages import teach\n", "pipeline.stages"),
     ("teacher/sub/mod.py", "def f():\n    from ... import stages\n", "pipeline.stages"),
     ("student/x.py", "import pipeline.stages.train\n", "pipeline.stages.train"),
     ("tasks/x.py", "from pipeline.__main__ import main\n", "pipeline.__main__"),
     ("tasks/x.py", "import importlib\nimportlib.import_module('pipeline.stages.teach')\n", "pipeline.stages.teach"),
-    ("spec.py", "def f():\n    from .tasks import get_task\n", "pipeline.tasks"),
-    ("artifacts.py", "from .teacher import journal\n", "pipeline.teacher"),
-    ("paths.py", "from . import stages\n", "pipeline.stages"),
-    ("errors.py", "from .student.model import x\n", "pipeline.student.model"),
+    ("core/spec.py", "def f():\n    from ..tasks import get_task\n", "pipeline.tasks"),
+    ("core/artifacts.py", "from ..teacher import journal\n", "pipeline.teacher"),
+    ("core/paths.py", "from .. import stages\n", "pipeline.stages"),
+    ("core/errors.py", "from ..student.model import x\n", "pipeline.student.model"),
+    ("tasks/base.py", "from ..sources import load\n", "pipeline.sources"),
+    ("student/model.py", "from ..training.loop import train\n", "pipeline.training.loop"),
+    ("runs.py", "from .tasks import get_task\n", "pipeline.tasks"),
+    ("core/stageio.py", "from ..runs import Plan\n", "pipeline.runs"),
 ])
 def test_the_check_catches_relative_and_function_level_imports(tmp_path, where, code, bad):
     path = tmp_path / PACKAGE / where
@@ -111,9 +126,10 @@ def test_the_check_catches_relative_and_function_level_imports(tmp_path, where, 
 
 
 @pytest.mark.parametrize("where,code", [
-    ("teacher/x.py", "from ..tasks import Task\nfrom ..paths import TEACHER\nimport openai\n"),
+    ("teacher/x.py", "from ..tasks import Task\nfrom ..core.paths import TEACHER\nimport openai\n"),
     ("stages/teach.py", "from ..teacher.openai import generate\n"),
-    ("spec.py", "from .errors import PipelineError\n"),
+    ("core/spec.py", "from .errors import PipelineError\n"),
+    ("sources/hub.py", "from ..tasks import Task\nfrom ..core.spec import HubSource\n"),
     ("student/x.py", "from ..stagesque import x\n"),  # a name that only starts like a layer
 ])
 def test_the_check_allows_downward_imports(tmp_path, where, code):

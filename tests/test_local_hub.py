@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.spec import HubSource
-from pipeline.spec_tables import StudentSpec
+from pipeline.core.spec import HubSource
+from pipeline.core.spec_tables import StudentSpec
 from pipeline.tasks import get_task
 from pipeline.tasks.base import normalize_text as norm
 from support import load_script
-from pipeline.tasks.base import hub_path
+from pipeline.sources import load
+from pipeline.sources.hub import hub_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -52,14 +53,14 @@ def test_dataset_loads_through_the_pipeline_loader(hub, task, hub_id, splits, co
     d = hub / hub_id
     for hub_split in splits.values():  # the call pipeline/tasks/base.py makes
         assert datasets.load_dataset(str(d), None, split=hub_split).column_names == columns
-    loaded = get_task(task).load(HubSource(kind="hub", id=str(d), splits=splits))
+    loaded = load(get_task(task), HubSource(kind="hub", id=str(d), splits=splits))
     assert {s: len(v) for s, v in loaded.items()} == counts
     ids = [r["id"] for v in loaded.values() for r in v]
     assert len(ids) == len(set(ids))
 
 
 def test_hub_rows_carry_the_original_ids_and_labels(hub):
-    svamp = get_task("svamp").load(HubSource(kind="hub", id=str(hub / "ChilleD/SVAMP"), splits={"test": "test"}))
+    svamp = load(get_task("svamp"), HubSource(kind="hub", id=str(hub / "ChilleD/SVAMP"), splits={"test": "test"}))
     problems = {p["ID"]: p for p in json.loads((SHARED / "data/svamp/SVAMP.json").read_text())}
     for ex in svamp["test"]:
         p = problems[ex["id"]]
@@ -67,7 +68,7 @@ def test_hub_rows_carry_the_original_ids_and_labels(hub):
     mcckd_test = [norm(r["instruction"]) for f in ("dev", "test")
                   for r in json.loads((SHARED / f"data/svamp-mcckd/{f}.json").read_text())]
     assert [norm(ex["question"]) for ex in svamp["test"]] == mcckd_test
-    anli = get_task("anli").load(HubSource(kind="hub", id=str(hub / "facebook/anli"), splits={"valid": "dev_r1"}))
+    anli = load(get_task("anli"), HubSource(kind="hub", id=str(hub / "facebook/anli"), splits={"valid": "dev_r1"}))
     assert {ex["label"] for ex in anli["valid"]} <= {"entailment", "neutral", "contradiction"}
     import datasets
 
@@ -80,7 +81,7 @@ def test_relative_id_resolves_to_a_local_folder_and_hub_ids_pass_through(hub, mo
     monkeypatch.chdir(hub.parent)
     assert Path(hub_path("local_hub/ChilleD/SVAMP")) == (hub / "ChilleD/SVAMP").resolve()
     assert hub_path("ChilleD/SVAMP-not-here") == "ChilleD/SVAMP-not-here"
-    loaded = get_task("svamp").load(HubSource(kind="hub", id="local_hub/ChilleD/SVAMP", splits={"train": "train"}))
+    loaded = load(get_task("svamp"), HubSource(kind="hub", id="local_hub/ChilleD/SVAMP", splits={"train": "train"}))
     assert len(loaded["train"]) == 700
 
 

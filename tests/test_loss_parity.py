@@ -23,12 +23,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
-from pipeline.errors import PipelineError
-from pipeline.spec_tables import StudentSpec
+from pipeline.core.errors import PipelineError
+from pipeline.core.spec_tables import StudentSpec
 from pipeline.student.batches import encode_rows
 from pipeline.student.decode import decode
-from pipeline.student.loop import LoopConfig, train
-from pipeline.student.loss import multitask_loss, scales_decoder_outputs
+from pipeline.training.loop import LoopConfig, train
+from pipeline.training.loss import multitask_loss, scales_decoder_outputs
 from pipeline.student.model import build_model
 from support.tiny import rand_batch
 
@@ -133,7 +133,7 @@ def test_a_stage1_checkpoint_saved_and_reloaded_trains_and_generates_the_same(tm
                      seed=0, device="cpu", bf16=False, forward="separate")
     model, _ = train(model, enc, cfg, tok.pad_token_id)
     out = tmp_path / "stage1"
-    _save(model, tok, out, None)
+    _save(model, tok, out)
     reloaded = build_model(s, init_dir=out)
     assert scales_decoder_outputs(reloaded.config) is False
     for name, t in model.state_dict().items():

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.spec import HubSource, LocalSource, load_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.spec import HubSource, LocalSource, load_params
 from pipeline.tasks import get_task
 from pipeline.tasks.base import normalize_text as norm
 from support import load_script
-from pipeline.tasks.base import apply_manifest
+from pipeline.sources import load, load_source
+from pipeline.sources.manifest import apply_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -151,10 +152,10 @@ def test_local_source_with_a_manifest(tmp_path):
     m = write_manifest(tmp_path, {"train": ["u5", "u1"], "valid": ["u2"], "test": ["u4"]})
     src = LocalSource(kind="local", format="dss", files={"train": str(tmp_path / "a.jsonl"),
                                                         "test": str(tmp_path / "b.jsonl")}, manifest=m)
-    loaded = get_task("anli").load_source(src)
+    loaded = load_source(get_task("anli"), src)
     assert {s: [r["id"] for r in v] for s, v in loaded.splits.items()} == {"train": ["u5", "u1"], "valid": ["u2"], "test": ["u4"]}
     assert loaded.manifest_dropped == 1
-    assert get_task("anli").load(src) == loaded.splits
+    assert load(get_task("anli"), src) == loaded.splits
 
 
 def test_cli_bad_manifest_one_line_exit_2(tmp_path):

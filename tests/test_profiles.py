@@ -6,7 +6,7 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from pipeline.spec import _plain, _yaml
+from pipeline.core.spec import _plain, _yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

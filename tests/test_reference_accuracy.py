@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import PipelineError
-from pipeline.spec import LocalSource, ReplayFiles, ReplayTeacher
+from pipeline.core.errors import PipelineError
+from pipeline.core.spec import LocalSource, ReplayFiles, ReplayTeacher
+from pipeline.sources import load
 from pipeline.tasks import get_task, parse_self_evaluation
 from pipeline.teacher.replay import replay
 
@@ -27,7 +28,7 @@ def _data_present():
 
 def load_split(task_name: str, split: str, rel: str, fmt: str = "dss") -> list[dict]:
     task = get_task(task_name)
-    return task.load(LocalSource(kind="local", format=fmt, files={split: str(DATA / rel)}))[split]
+    return load(task, LocalSource(kind="local", format=fmt, files={split: str(DATA / rel)}))[split]
 
 
 def as_examples(rows: list[dict], split: str) -> list[dict]:

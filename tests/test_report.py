@@ -10,11 +10,11 @@ import shutil
 import pytest
 
 import pipeline.tracking as tracking
-from pipeline.artifacts import write_model
-from pipeline.records import EvalMetrics, SelectionPoint, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainStep
+from pipeline.core.artifacts import write_model
+from pipeline.core.records import EvalMetrics, SelectionPoint, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainStep
 from pipeline.runs import cells, tables_of
-from pipeline.spec import load_params
-from pipeline.spec_tables import TableSpec
+from pipeline.core.spec import load_params
+from pipeline.core.spec_tables import TableSpec
 from pipeline.stages import report
 from support import ROOT
 
@@ -63,22 +63,24 @@ def write_eval(run, accuracy, paper=None, agreement=None, train=True):
     """The run's metrics/evaluate file, and (``train``) its training logs in metrics/train."""
     m = EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
                     cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=accuracy,
-                    correct=int(200 * accuracy), total=200, selected_step=8, valid_accuracy=0.5,
-                    paper_protocol_accuracy=paper, paper_protocol_step=8 if paper is not None else None,
-                    stage1_verdict_agreement=agreement, started_at=1.0, finished_at=2.0)
+                    correct=int(200 * accuracy), total=200, started_at=1.0, finished_at=2.0)
     write_model(f"metrics/evaluate/{run.name}.json", m)
+    # the paper protocol's best-on-test lives in stage 2's log, the verdict agreement in stage 1's
     for stage in (("stage1",) if run.two_stage else ()) + (("stage2",) if train else ()):
-        write_model(f"metrics/train/{run.name}/{stage}.json", training_log(run, stage))
+        write_model(f"metrics/train/{run.name}/{stage}.json",
+                    training_log(run, stage, paper if stage == "stage2" else None,
+                                 agreement if stage == "stage1" else None))
 
 
-def training_log(run, stage):
+def training_log(run, stage, paper=None, agreement=None):
     point = SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.5, test_accuracy=None)
+    best = SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.5, test_accuracy=paper) if paper is not None else None
     return TrainingLog(
         run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels, cots=run.cots,
         self_evals=run.self_evals, seed=run.seed, stage=stage, device="cpu", precision="fp32", forward="separate",
         parameters=1, init="base", world_size=1, rows=4, epochs=1.0, steps=8, seconds=1.0, started_at=0.0,
-        finished_at=0.5, examples_per_s=4.0, resumed_from_step=0, verdict_agreement=None, verdict_rows=0,
-        selected=point, paper_protocol_best=None, evals=[point],
+        finished_at=0.5, examples_per_s=4.0, resumed_from_step=0, verdict_agreement=agreement,
+        verdict_rows=0 if agreement is None else 20, selected=point, paper_protocol_best=best, evals=[point],
         history=[TrainStep(step=8, epoch=1.0, loss=1.0, pred_loss=1.0, expl_loss=None, lr=1e-3, examples=4)])
 
 
@@ -277,7 +279,7 @@ def test_the_committed_reference_values():
 def test_the_runs_and_the_report_run_in_mlflow(proj, params, monkeypatch):
     """The real ``sync_runs`` and ``log_report``, their store (and artifacts: the project root) in the
     temporary directory: the evaluated run is logged once, however often the report runs."""
-    from pipeline import paths
+    from pipeline.core import paths
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{proj / 'mlflow.db'}")
     monkeypatch.setenv("DVC_ROOT", str(proj))

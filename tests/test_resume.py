@@ -41,8 +41,7 @@ def test_train_resumes_after_sigkill(cli_project):
     straight = _history(cli_project)
     assert straight["steps"] == 16 and straight["resumed_from_step"] == 0
 
-    # MM_WARM=0: the SIGKILL hits the training process itself, not a warm-start client (pipeline/warm.py)
-    env = dict(os.environ, DVC_ROOT=str(cli_project), TOKENIZERS_PARALLELISM="false", MM_WARM="0")
+    env = dict(os.environ, DVC_ROOT=str(cli_project), TOKENIZERS_PARALLELISM="false")
     env.pop("MLFLOW_TRACKING_URI", None)
     p = subprocess.Popen([sys.executable, "-m", "pipeline", "stage2", RUN],
                          cwd=cli_project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

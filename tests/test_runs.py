@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 from pipeline.runs import RUNS_FILE, cells, check_plan, derive, find_run, plan, render, tables_of, write_plan
-from pipeline.spec import load_params
+from pipeline.core.spec import load_params
 from support import ROOT
 
 PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))

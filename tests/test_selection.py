@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.student.loop import Evaluator, LoopConfig, selection_steps, train
+from pipeline.training.loop import Evaluator, LoopConfig, selection_steps, train
 from support.tiny import Stub, cfg, small_enc, tiny_model, weights_hash
 
 

@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 from ruamel.yaml import YAML
 
-from pipeline.errors import PipelineError
-from pipeline.records import all_schemas
-from pipeline.schemas_io import render
-from pipeline.spec import Params, load_params
+from pipeline.core.errors import PipelineError
+from pipeline.core.records import all_schemas
+from pipeline.schemas import render
+from pipeline.core.spec import Params, load_params
 from support.cli import rt_dump, rt_load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ def test_error_message_is_one_line(tmp_path, base_text):
 # --------------------------------------------------------------------------- YAML 1.2 (as DVC reads it)
 def test_yaml12_exponent_is_a_float(tmp_path, base_text):
     # YAML 1.1 (PyYAML) reads `1e-5` as a string; DVC (ruamel, YAML 1.2) reads a float.
-    from pipeline.spec import _yaml
+    from pipeline.core.spec import _yaml
 
     assert isinstance(_yaml().load("lr: 1e-5\n")["lr"], float)
     assert isinstance(YAML(typ="safe").load("lr: 1e-5\n")["lr"], float)

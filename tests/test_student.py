@@ -9,8 +9,8 @@ from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
 
 from pipeline.student.batches import Encoded, collate, length_grouped_batches
 from pipeline.student.decode import decode
-from pipeline.student.loop import LoopConfig, train
-from pipeline.student.loss import multitask_loss
+from pipeline.training.loop import LoopConfig, train
+from pipeline.training.loss import multitask_loss
 from support import SHARED
 from support.tiny import rand_batch
 

@@ -7,7 +7,7 @@ import pytest
 from pipeline.tasks import TASKS, get_task, parse_self_evaluation
 from pipeline.tasks.anli import LABELS
 from pipeline.tasks.arith import safe_eval
-from pipeline.errors import PipelineError
+from pipeline.core.errors import PipelineError
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts import write_json, write_jsonl
-from pipeline.errors import PipelineError
-from pipeline.spec import OpenAITeacher
+from pipeline.core.artifacts import write_json, write_jsonl
+from pipeline.core.errors import PipelineError
+from pipeline.core.spec import OpenAITeacher
 from pipeline.teacher.openai import DEFAULT_BASE_URL, client_base_url, endpoint_url, make_client
 from pipeline.teacher.openai.endpoint import host_port, where
 from pipeline.teacher.prompts import PROMPT_DIR, load_template

@@ -5,17 +5,19 @@ run once per content of its metrics files (and refreshes the table tags of those
 report run refreshes the runs' table tags."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import time
 
 import pytest
 
 from pipeline import tracking
-from pipeline.paths import git_commit
-from pipeline.artifacts import write_model
-from pipeline.records import EvalMetrics, SelectionPoint, TrainingLog, TrainStep
+from pipeline.core.paths import git_commit
+from pipeline.core.artifacts import write_model
+from pipeline.core.records import EvalMetrics, SelectionPoint, TrainingLog, TrainStep
 from pipeline.runs import derive, tables_of
-from pipeline.spec import load_params
+from pipeline.core.spec import load_params
 from support import ROOT
 
 NOW = time.time()
@@ -74,12 +76,10 @@ def training_log(run, stage: str, started: float, finished: float, steps: int = 
         selected=evals[-1], paper_protocol_best=evals[-1], history=history, evals=evals)
 
 
-def eval_metrics(run, started: float, finished: float, agreement=None) -> EvalMetrics:
+def eval_metrics(run, started: float, finished: float) -> EvalMetrics:
     return EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
                        cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=0.25,
-                       correct=50, total=200, selected_step=8, valid_accuracy=0.2, paper_protocol_accuracy=0.1,
-                       paper_protocol_step=8, stage1_verdict_agreement=agreement, started_at=started,
-                       finished_at=finished)
+                       correct=50, total=200, started_at=started, finished_at=finished)
 
 
 def write_data(run) -> None:
@@ -124,11 +124,11 @@ def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params
     write_lock(run)
     s1 = training_log(run, "stage1", NOW - 100, NOW - 60)
     s2 = training_log(run, "stage2", NOW - 59, NOW - 20)
-    metrics = eval_metrics(run, NOW - 19, NOW - 2, agreement=0.75)
+    metrics = eval_metrics(run, NOW - 19, NOW - 2)
     metrics_file = tmp_path / "metrics.json"
     metrics_file.write_text(metrics.model_dump_json())
 
-    rid = tracking.log_run(params, run, metrics, [s1, s2], [metrics_file])
+    rid = tracking.log_run(params, run, metrics, [s1, s2], [metrics_file], tables_of(params)[run.name])
 
     parent = store.get_run(rid)
     info, tags = parent.info, parent.data.tags
@@ -197,7 +197,7 @@ def test_without_dvc_lock_the_digest_is_a_content_hash(params, store):
     s2 = training_log(run, "stage2", NOW - 50, NOW - 20)
     metrics = eval_metrics(run, NOW - 19, NOW - 10)
 
-    rid = tracking.log_run(params, run, metrics, [s2], [])
+    rid = tracking.log_run(params, run, metrics, [s2], [], tables_of(params)[run.name])
 
     parent = store.get_run(rid)
     from pathlib import Path
@@ -215,7 +215,7 @@ def test_the_report_run_and_the_runs_table_tags(params, store, tmp_path):
     run = pick(params, two_stage=True)
     write_lock(run)
     logs = [training_log(run, "stage1", NOW - 40, NOW - 30), training_log(run, "stage2", NOW - 29, NOW - 11)]
-    rid = tracking.log_run(params, run, eval_metrics(run, NOW - 10, NOW - 5), logs, [])
+    rid = tracking.log_run(params, run, eval_metrics(run, NOW - 10, NOW - 5), logs, [], tables_of(params)[run.name])
     served = tables_of(params)[run.name]
     assert store.get_run(rid).data.tags[f"table.{served[0]}"] == "yes"
     files = []
@@ -251,7 +251,7 @@ def test_the_report_run_and_the_runs_table_tags(params, store, tmp_path):
 
 
 # --------------------------------------------------------------------------- sync_runs: each run once
-def write_run_files(run, evaluated: float) -> "tracking.RunFiles":
+def write_run_files(params, run, evaluated: float) -> "tracking.RunFiles":
     """A run's metrics files as its stages write them (evaluation ending at ``evaluated``), read back."""
     from pathlib import Path
 
@@ -260,10 +260,10 @@ def write_run_files(run, evaluated: float) -> "tracking.RunFiles":
             for i, st in enumerate(stages)]
     files = [Path(f"metrics/evaluate/{run.name}.json")]
     files += [Path(f"metrics/train/{run.name}/{st}.json") for st in stages]
-    metrics = eval_metrics(run, evaluated - 10, evaluated, agreement=0.75 if run.two_stage else None)
+    metrics = eval_metrics(run, evaluated - 10, evaluated)
     for f, m in zip(files, [metrics] + logs):
         write_model(f, m)
-    return tracking.RunFiles(run, metrics, tuple(logs), tuple(files))
+    return tracking.RunFiles(run, metrics, tuple(logs), tuple(files), tuple(tables_of(params)[run.name]))
 
 
 def parents(store, exp_name=tracking.EXPERIMENT) -> dict[str, list]:
@@ -282,7 +282,7 @@ def test_sync_runs_logs_each_run_once_per_content_of_its_files(params, store, mo
     monkeypatch.setenv("DVC_STAGE", "report")
     runs = list(derive(params).values())
     chosen = [next(r for r in runs if r.two_stage), *[r for r in runs if not r.two_stage][:3]]
-    items = [write_run_files(r, NOW - 5 * i) for i, r in enumerate(chosen)]
+    items = [write_run_files(params, r, NOW - 5 * i) for i, r in enumerate(chosen)]
 
     ids = tracking.sync_runs(params, items)
 
@@ -314,7 +314,7 @@ def test_sync_runs_logs_each_run_once_per_content_of_its_files(params, store, mo
     assert len(store.search_runs([exp], max_results=1000)) == total
 
     # one run evaluated again: its new files are exactly one new parent (with its children)
-    items[1] = write_run_files(chosen[1], NOW + 1)
+    items[1] = write_run_files(params, chosen[1], NOW + 1)
     again = tracking.sync_runs(params, items)
     redone = chosen[1].name
     assert again[redone] != ids[redone]
@@ -326,13 +326,14 @@ def test_sync_runs_logs_each_run_once_per_content_of_its_files(params, store, mo
 def test_sync_runs_refreshes_the_table_tags_of_runs_logged_already(params, store):
     run = pick(params, two_stage=False)
     served = tables_of(params)[run.name]
-    item = write_run_files(run, NOW)
+    item = write_run_files(params, run, NOW)
     [rid] = tracking.sync_runs(params, [item]).values()
     assert store.get_run(rid).data.tags["tables"] == ",".join(served) and len(served) > 1
 
     # the tables changed: the run now serves only the first of them
     fewer = params.model_copy(update={"tables": {served[0]: params.tables[served[0]]}})
-    assert tracking.sync_runs(fewer, [item]) == {run.name: rid}
+    moved = dataclasses.replace(item, tables=tuple(tables_of(fewer)[run.name]))
+    assert tracking.sync_runs(fewer, [moved]) == {run.name: rid}
     tags = store.get_run(rid).data.tags
     assert tags["tables"] == served[0] and tags[f"table.{served[0]}"] == "yes"
     assert [k for k in tags if k.startswith("table.")] == [f"table.{served[0]}"]
@@ -343,7 +344,7 @@ def test_an_unfinished_parent_is_never_reused(params, store):
     """A report killed while logging a run leaves a parent without its fingerprint, or not FINISHED:
     the next sync logs the run again."""
     run = pick(params, two_stage=False)
-    item = write_run_files(run, NOW)
+    item = write_run_files(params, run, NOW)
     [rid] = tracking.sync_runs(params, [item]).values()
     store.set_terminated(rid, "KILLED")
     [again] = tracking.sync_runs(params, [item]).values()

@@ -18,12 +18,12 @@ excluded and counted, never trained on with a blank target and never shifted ont
 """
 from __future__ import annotations
 
-from ..artifacts import read_records, write_model, write_records
-from ..records import AssembleMetrics, Example, TeacherRecord, TrainRow
-from ..runs import Assembly, find_assembly
-from ..spec import Params
+from ..core.artifacts import read_records, write_model, write_records
+from ..core.records import AssembleMetrics, Example, TeacherRecord, TrainRow
+from ..runs import Assembly, Plan
+from ..core.spec import Params
 from ..tasks import get_task
-from .common import ASSEMBLED, METRICS, TEACHER, dataset_spec, read_prepared
+from ..core.stageio import ASSEMBLED, METRICS, TEACHER, dataset_spec, read_prepared
 
 
 def se_input(mode: str, question_input: str, cot_text: str) -> str:
@@ -105,8 +105,8 @@ def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
     return {"stage1": stage1, "stage1_valid": stage1_valid, "stage2": stage2, "valid": valid}, counts
 
 
-def run(params: Params, assembly: str) -> dict:
-    m = find_assembly(params, assembly)
+def run(params: Params, assembly: str, plan: Plan | None = None) -> AssembleMetrics:
+    m = (plan or Plan(params)).assembly(assembly)
     examples = read_prepared(m.dataset, ("train", "valid"))
     teacher_train = read_records(TEACHER / m.dataset / "train.jsonl", TeacherRecord)
     teacher_valid = read_records(TEACHER / m.dataset / "valid.jsonl", TeacherRecord)
@@ -115,4 +115,4 @@ def run(params: Params, assembly: str) -> dict:
     for name, rs in rows.items():
         write_records(out / f"{name}.jsonl", rs)
     write_model(METRICS / "assemble" / f"{assembly}.json", counts)
-    return counts.model_dump(mode="json")
+    return counts

@@ -9,7 +9,7 @@ import io
 from pathlib import Path
 from typing import Optional
 
-from ..artifacts import atomic_path
+from ..core.artifacts import atomic_path
 
 # one series per row value: (mean, std) per column, None where the cell has no value
 Point = tuple[Optional[float], Optional[float]]

@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import random
 
-from ..artifacts import parse_model, write_model, write_records
-from ..records import Example, PrepareMetrics
-from ..spec import SPLITS, Params
+from ..core.artifacts import parse_model, write_model, write_records
+from ..core.records import Example, PrepareMetrics
+from ..core.spec import SPLITS, Params
+from ..sources import load_source
 from ..tasks import get_task
 from ..tasks.base import duplicate_questions
-from .common import METRICS, PREPARED, dataset_spec
+from ..core.stageio import METRICS, PREPARED, dataset_spec
 
 FIELDS = ("id", "question", "premise", "choices", "label")  # what a task's source row gives an Example
 
 
-def run(params: Params, dataset: str) -> dict:
+def run(params: Params, dataset: str) -> PrepareMetrics:
     spec = dataset_spec(params, dataset)
     task = get_task(spec.task)
-    loaded = task.load_source(spec.source)  # re-split by the source's manifest, if it has one
+    loaded = load_source(task, spec.source)  # re-split by the source's manifest, if it has one
     raw = loaded.splits
     splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
     for origin, rows in raw.items():
@@ -48,4 +49,4 @@ def run(params: Params, dataset: str) -> dict:
                              manifest_loaded_rows=loaded.loaded_rows, manifest_dropped=loaded.manifest_dropped,
                              duplicate_questions=duplicate_questions(task, raw))
     write_model(METRICS / "prepare" / f"{dataset}.json", metrics)
-    return metrics.model_dump(mode="json")
+    return metrics

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..artifacts import atomic_path, read_model
-from ..records import EvalMetrics, TeachMetrics, TeachSplitMetrics, TrainingLog
-from ..runs import cells, derive, tables_of
-from ..spec import Params
-from ..spec_tables import TEACHER_METRICS
+from ..core.artifacts import atomic_path, read_model
+from ..core.records import EvalMetrics, TeachMetrics, TeachSplitMetrics, TrainingLog
+from ..runs import Plan, Run
+from ..core.spec import Params
+from ..core.spec_tables import TEACHER_METRICS
 from . import figures
-from .common import METRICS
+from ..core.stageio import METRICS
 
 REPORTS = Path("reports")
 REFERENCE = REPORTS / "reference.csv"
@@ -41,8 +41,6 @@ INDEX = TABLES / "README.md"
 HEADLINE = METRICS / "headline.json"
 MLFLOW_RUNS = METRICS / "mlflow_runs.json"
 CSV_COLUMNS = ("row", "col", "value", "std", "n", "seeds", "status", "reference", "diff", "note")
-RUN_FIELDS = {"accuracy": "accuracy", "paper_protocol_accuracy": "paper_protocol_accuracy",
-              "verdict_agreement": "stage1_verdict_agreement"}
 MEANING = {
     "accuracy": "test accuracy of the checkpoint selected on the validation split (our protocol)",
     "paper_protocol_accuracy": "best test accuracy over all selection points: the official code's best-on-test "
@@ -97,18 +95,48 @@ class Ref:
     source: str
 
 
+def _read(path: Path, model):
+    return read_model(path, model) if path.exists() else None
+
+
+def log_paths(run: Run) -> list[Path]:
+    """The training logs of a run, stage 1 first: the one home of its selection and verdict agreement."""
+    return [METRICS / "train" / run.name / f"{stage}.json" for stage in ("stage1", "stage2")[0 if run.two_stage else 1:]]
+
+
 class Metrics:
     """The metrics files, each read once (``None``: not written yet)."""
 
     def __init__(self) -> None:
         self.evals: dict[str, Optional[EvalMetrics]] = {}
+        self.train: dict[Path, Optional[TrainingLog]] = {}
         self.teach: dict[str, Optional[TeachMetrics]] = {}
 
     def run(self, name: str) -> Optional[EvalMetrics]:
         if name not in self.evals:
-            p = METRICS / "evaluate" / f"{name}.json"
-            self.evals[name] = read_model(p, EvalMetrics) if p.exists() else None
+            self.evals[name] = _read(METRICS / "evaluate" / f"{name}.json", EvalMetrics)
         return self.evals[name]
+
+    def logs(self, run: Run) -> list[Optional[TrainingLog]]:
+        """The run's training logs, stage 1 first (None: not written yet)."""
+        for p in log_paths(run):
+            if p not in self.train:
+                self.train[p] = _read(p, TrainingLog)
+        return [self.train[p] for p in log_paths(run)]
+
+    def value(self, metric: str, run: Run) -> Optional[float]:
+        """A run metric of a table cell, read where it lives: the accuracy in the evaluation metrics, the
+        paper protocol's best-on-test in stage 2's training log, the verdict agreement in stage 1's."""
+        if metric == "accuracy":
+            ev = self.run(run.name)
+            return ev.accuracy if ev else None
+        logs = self.logs(run)
+        if metric == "paper_protocol_accuracy":
+            best = logs[-1].paper_protocol_best if logs[-1] else None
+            return best.test_accuracy if best else None
+        if metric == "verdict_agreement":
+            return logs[0].verdict_agreement if run.two_stage and logs[0] else None
+        raise ValueError(f"not a run metric: {metric}")
 
     def teacher(self, ds: str) -> tuple[Optional[str], Optional[TeachSplitMetrics]]:
         """The first split the teacher answered in full: test, else valid, else train."""
@@ -132,11 +160,11 @@ class Grid:
     stats: dict[tuple[str, str], Stat]
 
 
-def _grid(params: Params, name: str, m: Metrics) -> Grid:
+def _grid(params: Params, plan: Plan, name: str, m: Metrics) -> Grid:
     t = params.tables[name]
     cols = [str(c) for c in t.values[t.cols]] if t.cols else t.metrics
     stats: dict[tuple[str, str], Stat] = {}
-    for cell in cells(params, name, omitted=True):
+    for cell in plan.cells[name]:
         for col, metric in ([(str(cell.col), t.metric)] if t.cols else [(x, x) for x in t.metrics]):
             if cell.omitted:
                 stat = Stat(omitted=True, seeds=0 if metric in TEACHER_METRICS else len(t.seeds or [params.seed]))
@@ -145,8 +173,7 @@ def _grid(params: Params, name: str, m: Metrics) -> Grid:
                 v = None if s is None else s.accuracy if metric == "teacher_accuracy" else s.parse_rate
                 stat = _stat([v], 0, f"split={split}" if split else "")
             else:
-                evs = [m.run(r.name) for r in cell.runs]
-                stat = _stat([getattr(e, RUN_FIELDS[metric]) if e else None for e in evs], len(cell.runs))
+                stat = _stat([m.value(metric, r) for r in cell.runs], len(cell.runs))
             stats[str(cell.row), col] = stat
     return Grid(name, [str(r) for r in t.values[t.rows]], cols, t.cols or "metric", stats)
 
@@ -289,30 +316,30 @@ def _prune(keep: list[Path]) -> None:
                 p.unlink()
 
 
-def _evaluated(params: Params, m: Metrics) -> list:
+def _evaluated(plan: Plan, m: Metrics) -> list:
     """Every run of runs.yaml with an evaluation, with its training logs, as ``tracking.RunFiles``."""
     from ..tracking import RunFiles
 
     items = []
-    for name, r in derive(params).items():
+    for name, r in plan.runs.items():
         ev = m.run(name)
         if ev is None:
             continue
-        stages = (("stage1",) if r.two_stage else ()) + ("stage2",)
-        logs = [METRICS / "train" / name / f"{stage}.json" for stage in stages]
-        missing = [p.as_posix() for p in logs if not p.exists()]
-        if missing:
+        logs = m.logs(r)
+        if any(log is None for log in logs):
+            missing = [p.as_posix() for p, log in zip(log_paths(r), logs) if log is None]
             print(f"warning: {', '.join(missing)} missing: {name} not logged to MLflow", file=sys.stderr)
             continue
-        items.append(RunFiles(r, ev, tuple(read_model(p, TrainingLog) for p in logs),
-                              (METRICS / "evaluate" / f"{name}.json", *logs)))
+        items.append(RunFiles(r, ev, tuple(logs), (METRICS / "evaluate" / f"{name}.json", *log_paths(r)),
+                              tuple(plan.tables_of[name])))
     return items
 
 
-def run(params: Params) -> list[Path]:
+def run(params: Params, plan: Plan | None = None) -> list[Path]:
     started = time.time()
+    plan = plan or Plan(params)
     m = Metrics()
-    grids = {name: _grid(params, name, m) for name in params.tables}
+    grids = {name: _grid(params, plan, name, m) for name in params.tables}
     refs, unmatched = read_references(grids)
     out: list[Path] = []
     TABLES.mkdir(parents=True, exist_ok=True)
@@ -331,8 +358,8 @@ def run(params: Params) -> list[Path]:
 
     from ..tracking import log_report, sync_runs
 
-    ids = sync_runs(params, _evaluated(params, m))
+    ids = sync_runs(params, _evaluated(plan, m))
     _write(MLFLOW_RUNS, json.dumps(dict(sorted(ids.items())), indent=2) + "\n", out)
-    log_report(params, out, tables_of(params), ids, started_at=started)
+    log_report(params, out, plan.tables_of, ids, started_at=started)
     return out
 

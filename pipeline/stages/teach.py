@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..artifacts import parse_model, read_model, write_jsonl, write_model, write_records
-from ..errors import PipelineError
-from ..paths import METRICS, PREPARED, QUARANTINE, TEACHER
-from ..records import Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics
-from ..spec import SPLITS, OpenAITeacher, Params
+from ..core.artifacts import parse_model, read_model, write_jsonl, write_model, write_records
+from ..core.errors import PipelineError
+from ..core.paths import METRICS, PREPARED, QUARANTINE, TEACHER
+from ..core.records import Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics
+from ..core.spec import SPLITS, OpenAITeacher, Params
 from ..tasks import get_task
-from .common import dataset_spec, read_prepared
+from ..core.stageio import dataset_spec, read_prepared
 
 
 def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[dict]]:
@@ -30,7 +30,7 @@ def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[dict]]:
     return {origin: [ex.model_dump() for ex in sorted(exs, key=lambda e: e.index)] for origin, exs in by_origin.items()}
 
 
-def run(params: Params, dataset: str) -> dict:
+def run(params: Params, dataset: str) -> TeachMetrics:
     spec = dataset_spec(params, dataset)
     task = get_task(spec.task)
     prepared = read_prepared(dataset)
@@ -64,7 +64,7 @@ def run(params: Params, dataset: str) -> dict:
         write_jsonl(TEACHER / dataset / QUARANTINE, quarantine, None)
     metrics = TeachMetrics(dataset=dataset, backend=spec.teacher.backend, splits=splits, usage=usage)
     write_model(METRICS / "teach" / f"{dataset}.json", metrics)
-    return metrics.model_dump(mode="json")
+    return metrics
 
 
 def estimate(params: Params, dataset: str) -> None:
@@ -79,6 +79,16 @@ def estimate(params: Params, dataset: str) -> None:
 
     for line in estimate_lines(dataset, get_task(spec.task), t, _by_origin(read_prepared(dataset))):
         print(line)
+
+
+def summary(s: TeachSplitMetrics) -> str:
+    """One split's teacher figures, each saying what it counted (the CLI prints it)."""
+    if not s.cots:
+        return f"{s.questions} questions, none with CoTs"
+    acc = "n/a" if s.accuracy is None else f"{100 * s.accuracy:.2f}%"
+    return (f"{s.questions} questions, {s.questions_with_cots} with CoTs ({s.cots} CoTs); "
+            f"parsed {s.parsed}/{s.cots} CoTs ({100 * s.parse_rate:.2f}%); "
+            f"first CoT correct {s.correct}/{s.questions_with_cots} questions with CoTs ({acc})")
 
 
 def split_metrics(recs: list[TeacherRecord], unmatched: int = 0) -> TeachSplitMetrics:

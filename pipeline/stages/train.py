@@ -4,9 +4,9 @@
 checkpoint and measures the student's verdict agreement on held-out evaluations.
 ``stage2`` (the only stage of one-stage runs) trains on the run's CoT/label rows, starting from the
 stage-1 checkpoint when there is one, selects the checkpoint on the validation split and saves it.
-Each stage writes its ``TrainingLog`` (per-step losses, selection points, timing) twice: beside the
-checkpoint (``models/<run>/<stage>/training_log.json``) and as its metrics file
-(``metrics/train/<run>/<stage>.json``), which the report stage logs to MLflow.
+Each stage writes its ``TrainingLog`` (per-step losses, selection points, timing) once, when the
+checkpoint is saved, as its metrics file (``metrics/train/<run>/<stage>.json``): the one home of the
+selection and of the stage-1 verdict agreement, which the report reads for the tables and MLflow.
 """
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ import shutil
 import time
 from pathlib import Path
 
-from ..artifacts import read_records, write_model
-from ..errors import PipelineError
-from ..paths import project_root
-from ..records import TrainingLog, TrainRow
-from ..runs import Run, find_run
-from ..spec import Params
+from ..core.artifacts import read_records, write_model
+from ..core.errors import PipelineError
+from ..core.paths import project_root
+from ..core.records import TrainingLog, TrainRow
+from ..runs import Plan, Run
+from ..core.spec import Params
 from ..student.batches import encode_rows
 from ..student.distributed import dist_info, pick_device
 from ..student.decode import decode
-from ..student.loop import Evaluator, LoopConfig, fingerprint, train
+from ..training.loop import Evaluator, LoopConfig, fingerprint, train
 from ..student.model import build_model, load_tokenizer, n_params
 from ..tasks import get_task
-from .common import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_prepared
+from ..core.stageio import ASSEMBLED, METRICS, MODELS, dataset_spec, method_spec, read_prepared
 
 
 def _loop_config(params: Params, seed: int, epochs: float, device: str) -> LoopConfig:
@@ -45,39 +45,49 @@ def _resume_dir(run: Run, stage: str) -> Path:
     return project_root() / ".checkpoints" / run.name / stage
 
 
-def _save(model, tok, out: Path, log: TrainingLog | None) -> None:
-    """The checkpoint in ``out`` (replacing it), with its training log (None: the checkpoint only)."""
+def _save(model, tok, out: Path) -> None:
+    """The checkpoint in ``out``, replacing it."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model.save_pretrained(out)
     tok.save_pretrained(out)
-    if log is not None:
-        write_model(out / "training_log.json", log)
 
 
-def run_stage1(params: Params, name: str) -> None:
-    run = find_run(params, name)
+def _drop_resume_dir(run: Run, stage: str) -> None:
+    """A finished stage leaves no scratch behind: its resume state, then the run's folder once empty."""
+    d = _resume_dir(run, stage)
+    shutil.rmtree(d, ignore_errors=True)
+    for parent in (d.parent, d.parent.parent):  # .checkpoints/<run>, then .checkpoints
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (another stage's state), or already gone
+            break
+
+
+def run_stage1(params: Params, name: str, plan: Plan | None = None) -> TrainingLog:
+    run = (plan or Plan(params)).run(name)
     if not run.two_stage:
         raise PipelineError(f"run {name!r} has no self-evaluation stage (self_evals 0): nothing to train in stage 1")
     rows = read_records(ASSEMBLED / run.assembly.name / "stage1.jsonl", TrainRow)
     held_out = read_records(ASSEMBLED / run.assembly.name / "stage1_valid.jsonl", TrainRow)
     epochs = method_spec(params, run.method).se_epochs
-    _train_and_save(params, run, "stage1", rows, epochs, None, None, held_out)
+    return _train_and_save(params, run, "stage1", rows, epochs, None, None, held_out)
 
 
-def run_stage2(params: Params, name: str) -> None:
-    run = find_run(params, name)
+def run_stage2(params: Params, name: str, plan: Plan | None = None) -> TrainingLog:
+    run = (plan or Plan(params)).run(name)
     rows = read_records(ASSEMBLED / run.assembly.name / "stage2.jsonl", TrainRow)
     valid = read_records(ASSEMBLED / run.assembly.name / "valid.jsonl", TrainRow)
     init_dir = MODELS / name / "stage1" if run.two_stage else None
     if init_dir is not None and not (init_dir / "config.json").exists():
         raise PipelineError(f"{init_dir}: stage-1 checkpoint missing; run `python -m pipeline stage1 {name}` (dvc repro does)")
-    _train_and_save(params, run, "stage2", rows, method_spec(params, run.method).epochs, valid, init_dir)
+    return _train_and_save(params, run, "stage2", rows, method_spec(params, run.method).epochs, valid, init_dir)
 
 
 def _train_and_save(params: Params, run: Run, stage: str, rows: list[TrainRow], epochs, valid: list[TrainRow] | None,
-                    init_dir, verdict_rows: list[TrainRow] | None = None) -> None:
+                    init_dir, verdict_rows: list[TrainRow] | None = None) -> TrainingLog | None:
+    """Train one stage, save its checkpoint and its training log; the log (None on ranks > 0)."""
     started = time.time()
     t = params.train
     task = get_task(dataset_spec(params, run.dataset).task)
@@ -118,8 +128,8 @@ def _train_and_save(params: Params, run: Run, stage: str, rows: list[TrainRow], 
     try:
         model, res = train(model, enc, cfg, tok.pad_token_id, evaluator, resume, fp, desc=f"{stage} {run.name}")
         if rank != 0:  # under DDP, rank 0 measures and writes the outputs; the others are done
-            return
-        _finish(params, run, stage, rows, epochs, init_dir, verdict_rows, tok, model, res, cfg, device, started)
+            return None
+        return _finish(params, run, stage, rows, epochs, init_dir, verdict_rows, tok, model, res, cfg, device, started)
     finally:
         _end_distributed()
 
@@ -131,7 +141,8 @@ def _end_distributed() -> None:
         dist.destroy_process_group()
 
 
-def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, model, res, cfg, device, started) -> None:
+def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, model, res, cfg, device,
+            started) -> TrainingLog:
     t = params.train
     agreement = None
     if verdict_rows:
@@ -139,6 +150,7 @@ def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, 
         preds = decode(model.to(device), tok, [r.input for r in verdict_rows], t.select_batch_size,
                          t.select_max_new_tokens, t.max_input_length, device)
         agreement = round(sum(p.strip().lower() == r.label for p, r in zip(preds, verdict_rows)) / len(verdict_rows), 6)
+    _save(model, tok, MODELS / run.name / stage)
     log = TrainingLog(
         verdict_agreement=agreement, verdict_rows=len(verdict_rows or []),
         run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
@@ -147,16 +159,12 @@ def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, 
         world_size=dist_info()[1], rows=len(rows), epochs=epochs, steps=res.steps, seconds=round(res.seconds, 3),
         examples_per_s=round(res.examples / res.seconds, 3) if res.seconds else None,
         resumed_from_step=res.resumed_from_step, history=res.history, evals=res.evals,
-        selected=res.best, paper_protocol_best=res.best_test, started_at=started, finished_at=started,
+        selected=res.best, paper_protocol_best=res.best_test, started_at=started, finished_at=time.time(),
     )
-    _save(model, tok, MODELS / run.name / stage, log)  # finished_at: set once the checkpoint is written
-    log = log.model_copy(update={"finished_at": time.time()})
-    write_model(MODELS / run.name / stage / "training_log.json", log)
-    # the same full log (curves and selection points) as the stage's metrics file: the report stage
-    # reads it to log the run to MLflow, without depending on the checkpoints
     write_model(METRICS / "train" / run.name / f"{stage}.json", log)
-    shutil.rmtree(_resume_dir(run, stage), ignore_errors=True)
+    _drop_resume_dir(run, stage)
     sel = log.selected
     print(f"{stage} {run.name}: {res.steps} steps in {res.seconds:.1f}s on {device}"
           + (f", selected step {sel.step} (valid {sel.valid_accuracy:.4f})" if sel else "")
-          + (f", {log.world_size} processes" if log.world_size > 1 else ""))
+          + (f", {log.world_size} processes" if log.world_size > 1 else ""), flush=True)
+    return log

@@ -1,1 +1,2 @@
-"""The T5 student: building/loading (model.py), batches, the multi-task loss, the training loop, DDP, greedy decoding."""
+"""The T5 student, shared by training and evaluation: building and loading (model.py), batches, DDP
+helpers, greedy decoding. The training loop and loss are ``pipeline.training``."""

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PipelineError
-from ..paths import resolve_data_path
-from ..spec_tables import StudentSpec
+from ..core.errors import PipelineError
+from ..core.paths import resolve_data_path
+from ..core.spec_tables import StudentSpec
 
 
 def _local_or_hub(name: str) -> str:

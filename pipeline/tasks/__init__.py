@@ -1,7 +1,7 @@
 """Task registry: adding a dataset is one new module and one line here."""
 from __future__ import annotations
 
-from ..errors import PipelineError
+from ..core.errors import PipelineError
 from .anli import ANLI
 from .base import Parsed, Task, parse_self_evaluation
 from .cqa import CQA

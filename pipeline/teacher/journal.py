@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ..errors import PipelineError
-from ..paths import project_root
+from ..core.errors import PipelineError
+from ..core.paths import project_root
 
 SCHEMA_VERSION = "1"
 _CHUNK = 500

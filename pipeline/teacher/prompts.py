@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-from ..errors import PipelineError
+from ..core.errors import PipelineError
 from ..tasks import Task
 from ..tasks.base import cut_run_on
 

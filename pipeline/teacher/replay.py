@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..artifacts import read_json, read_records
-from ..errors import PipelineError
-from ..paths import resolve_data_path
-from ..records import TeacherRecord
-from ..spec import ReplayFiles, ReplayTeacher
+from ..core.artifacts import read_json, read_records
+from ..core.errors import PipelineError
+from ..core.paths import resolve_data_path
+from ..core.records import TeacherRecord
+from ..core.spec import ReplayFiles, ReplayTeacher
 from ..tasks import Task
 from ..tasks.base import normalize_text
 from .common import empty_record, make_cot

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from ..paths import ASSEMBLED, PREPARED, project_root
-from ..records import Example, TrainRow
+from ..core.paths import ASSEMBLED, PREPARED, project_root
+from ..core.records import Example, TrainRow
 from ..runs import Run
 
 LOCK = Path("dvc.lock")

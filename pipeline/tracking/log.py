@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from ..records import EvalMetrics, TrainingLog
-from ..runs import Run, tables_of
-from ..spec import Params
+from ..core.records import EvalMetrics, TrainingLog
+from ..runs import Run
+from ..core.spec import Params
 from .datasets import _Data, _run_data
 from .store import _client, _experiment_id, _log_batch, _ms, _params, flatten
 from .tags import _clean, _dvc_env_tags, _source_tags, _table_tags
@@ -69,15 +69,21 @@ def _stage_metrics(log: TrainingLog):
     return out
 
 
-def _final_metrics(metrics: EvalMetrics):
+def _final_metrics(metrics: EvalMetrics, logs: list[TrainingLog]):
+    """The run's results: the evaluation's, and from the training logs (stage 1 first) the selection,
+    the paper protocol's best-on-test and stage 1's verdict agreement."""
     from mlflow.entities import Metric
 
+    final = logs[-1] if logs else None
+    sel = final.selected if final else None
+    paper = final.paper_protocol_best if final else None
+    stage1 = next((log for log in logs if log.stage == "stage1"), None)
     values = {
-        "accuracy": metrics.accuracy, "valid_accuracy": metrics.valid_accuracy,
-        "paper_protocol_accuracy": metrics.paper_protocol_accuracy,
-        "stage1_verdict_agreement": metrics.stage1_verdict_agreement,
+        "accuracy": metrics.accuracy, "valid_accuracy": sel.valid_accuracy if sel else None,
+        "paper_protocol_accuracy": paper.test_accuracy if paper else None,
+        "stage1_verdict_agreement": stage1.verdict_agreement if stage1 else None,
         "test_correct": metrics.correct, "test_total": metrics.total,
-        "selected_step": metrics.selected_step, "paper_protocol_step": metrics.paper_protocol_step,
+        "selected_step": sel.step if sel else None, "paper_protocol_step": paper.step if paper else None,
         "eval_seconds": round(metrics.finished_at - metrics.started_at, 3),
     }
     t = _ms(metrics.finished_at)
@@ -96,19 +102,19 @@ def _note(run: Run, tables: list[str], train: _Data, test: _Data) -> str:
     ])
 
 
-def log_run(params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingLog], artifacts: list[Path]) -> str:
+def log_run(params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingLog], artifacts: list[Path],
+            tables: list[str]) -> str:
     """One parent MLflow run per train+evaluate (training start to evaluation end) and one child run per
     training stage; returns the parent's id."""
     client = _client()
-    return _log_run(client, _experiment_id(client), params, run, metrics, logs, artifacts)
+    return _log_run(client, _experiment_id(client), params, run, metrics, logs, artifacts, tables)
 
 
 def _log_run(client, exp_id: str, params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingLog],
-             artifacts: list[Path], lock: Optional[dict] = None) -> str:
+             artifacts: list[Path], tables: list[str], lock: Optional[dict] = None) -> str:
     """``log_run`` with an open client and experiment (``lock``: dvc.lock, read once by the caller)."""
     from mlflow.entities import Param
 
-    tables = tables_of(params).get(run.name, [])
     train, test = _run_data(run, lock)
     env = _dvc_env_tags()
     # the run is the outputs of evaluate@<run> (and its training stages), whichever stage logs it
@@ -121,7 +127,7 @@ def _log_run(client, exp_id: str, params: Params, run: Run, metrics: EvalMetrics
                    "mlflow.runName": run.name, "mlflow.note.content": _note(run, tables, train, test)})
     parent = client.create_run(exp_id, start_time=_ms(start), tags=tags, run_name=run.name).info.run_id
     try:
-        _log_batch(client, parent, metrics=_final_metrics(metrics), params=_params(run_params(params, run)))
+        _log_batch(client, parent, metrics=_final_metrics(metrics, logs), params=_params(run_params(params, run)))
         client.log_inputs(parent, datasets=[train.input("training"), test.input("evaluation")])
         for log in logs:
             child_tags = _clean({**_dims_tags(params, run), **_source_tags(f"{log.stage}@{run.name}"),

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..spec import Params
+from ..core.spec import Params
 from .store import _client, _experiment_id, _log_batch, _ms, _params, flatten
 from .tags import _clean, _dvc_env_tags, _retag_tables, _source_tags
 

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
-from ..paths import project_root
+from ..core.paths import project_root
 
 EXPERIMENT = "mindsmirror"
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # the UI opens the runs, not GenAI traces

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..records import EvalMetrics, TrainingLog
-from ..runs import Run, tables_of
-from ..spec import Params
+from ..core.records import EvalMetrics, TrainingLog
+from ..runs import Run
+from ..core.spec import Params
 from .datasets import _read_lock
 from .log import _log_run
 from .store import _client, _experiment_id
@@ -37,6 +37,7 @@ class RunFiles:
     metrics: EvalMetrics
     logs: tuple[TrainingLog, ...]
     files: tuple[Path, ...]
+    tables: tuple[str, ...] = ()  # the tables the run serves (the report's plan)
 
 
 def fingerprint(files: Iterable[Path]) -> str:
@@ -69,20 +70,19 @@ def sync_runs(params: Params, items: Iterable[RunFiles]) -> dict[str, str]:
     ``{run name: parent MLflow run id}``, found or new."""
     client = _client()
     exp_id = _experiment_id(client)
-    served = tables_of(params)
     logged = _fingerprinted(client, exp_id)
     lock = None
     ids: dict[str, str] = {}
     for it in items:
         fp = fingerprint(it.files)
-        tables = served.get(it.run.name, [])
+        tables = list(it.tables)
         found = logged.get(fp)
         if found is not None and found.data.tags.get("mlflow.runName") == it.run.name:
             _retag_tables(client, found.info.run_id, tables, found.data.tags)
             ids[it.run.name] = found.info.run_id
             continue
         lock = _read_lock() if lock is None else lock
-        rid = _log_run(client, exp_id, params, it.run, it.metrics, list(it.logs), [it.files[0]], lock=lock)
+        rid = _log_run(client, exp_id, params, it.run, it.metrics, list(it.logs), [it.files[0]], tables, lock=lock)
         client.set_tag(rid, FINGERPRINT, fp)  # last: a parent that is not complete is never reused
         ids[it.run.name] = rid
     return ids

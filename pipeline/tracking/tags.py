@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ..paths import git_commit, project_root
+from ..core.paths import git_commit, project_root
 
 
 def _git(*args: str) -> str:

@@ -33,9 +33,9 @@ def edit_params(proj: Path, fn) -> None:
 
 def write_plan(proj: Path) -> None:
     """runs.yaml for the project's params.yaml (nothing when params.yaml is invalid)."""
-    from pipeline.errors import PipelineError
+    from pipeline.core.errors import PipelineError
     from pipeline.runs import write_plan as write
-    from pipeline.spec import load_params
+    from pipeline.core.spec import load_params
 
     try:
         write(load_params(proj / "params.yaml"), proj / "runs.yaml")

@@ -10,7 +10,7 @@ import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
 from pipeline.student.batches import Encoded
-from pipeline.student.loop import LoopConfig
+from pipeline.training.loop import LoopConfig
 from pipeline.student.model import tie_input_embeddings
 from support import SHARED
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...spec import OpenAITeacher
+from ...core.spec import OpenAITeacher
 from ...tasks import Task
 from ..common import empty_record, make_cot
 from ..journal import Journal, journal_path

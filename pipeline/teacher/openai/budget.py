@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from ...spec import OpenAITeacher
+from ...core.spec import OpenAITeacher
 
 
 def cost_usd(teacher: OpenAITeacher, prompt_tokens: float, completion_tokens: float) -> float:

@@ -16,8 +16,8 @@ import socket
 from functools import lru_cache
 from typing import Optional
 
-from ...errors import PipelineError
-from ...spec import OpenAITeacher
+from ...core.errors import PipelineError
+from ...core.spec import OpenAITeacher
 from .endpoint import api_key, client_base_url, host_port, scrub, where
 
 PROBE_TIMEOUT_S = 10.0

@@ -11,7 +11,7 @@ import re
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
 
-from ...errors import PipelineError
+from ...core.errors import PipelineError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _SECRETS = re.compile(r"(sk-[A-Za-z0-9_\-*.]{3,}|Bearer\s+\S+)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ...spec import SPLITS, OpenAITeacher
+from ...core.spec import SPLITS, OpenAITeacher
 from ...tasks import Task
 from ..journal import Journal, journal_path
 from ..prompts import example_values

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ...spec import OpenAITeacher
+from ...core.spec import OpenAITeacher
 from ...tasks import Task
 from ..journal import Journal, group_key, prompt_hash
 from ..prompts import Template, cot_for_evaluation, example_values, load_template

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ...errors import PipelineError
-from ...spec import OpenAITeacher
+from ...core.errors import PipelineError
+from ...core.spec import OpenAITeacher
 from ..journal import Journal, Sample
 from ..ratelimit import RateLimiter
 from .budget import Budget, cost_usd

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .artifacts import SCHEMA_DIR
-from .records import all_schemas
+from .core.artifacts import SCHEMA_DIR
+from .core.records import all_schemas
 
 
 def render(schema: dict) -> str:

@@ -1,11 +1,11 @@
 """Small helpers shared by stages: where each artifact lives."""
 from __future__ import annotations
 
-from ..artifacts import read_records
-from ..errors import PipelineError
-from ..paths import ASSEMBLED, METRICS, MODELS, PREPARED, QUARANTINE, RESULTS, TEACHER
-from ..records import Example
-from ..spec import SPLITS, DatasetSpec, Params
+from .artifacts import read_records
+from .errors import PipelineError
+from .paths import ASSEMBLED, METRICS, MODELS, PREPARED, QUARANTINE, RESULTS, TEACHER
+from .records import Example
+from .spec import SPLITS, DatasetSpec, Params
 
 # the artifact locations are defined once, in pipeline/paths.py; stages may import them from here
 __all__ = ["ASSEMBLED", "METRICS", "MODELS", "PREPARED", "QUARANTINE", "RESULTS", "TEACHER",

@@ -1,4 +1,4 @@
-"""The training loop (its loss is ``loss.py``, the DDP helpers ``distributed.py``, decoding ``generate.py``):
+"""The training loop (its loss is ``loss.py``, the DDP helpers ``distributed.py``, decoding ``pipeline/student/decode.py``):
 AdamW with linear decay, length-grouped dynamic padding,
 bf16 autocast + TF32 + fused AdamW on CUDA (fp32 on CPU), checkpoint selection on the validation
 split (and the paper's best-on-test number beside it), resumable checkpoints, and exact data-parallel
@@ -42,6 +42,8 @@ continues exactly where the interrupted one was (the data position is ``step * g
 """
 from __future__ import annotations
 
+import sys
+
 import hashlib
 import json
 import math
@@ -56,9 +58,15 @@ from typing import Callable, Optional
 import torch
 from tqdm.auto import tqdm
 
-from .batches import Encoded, collate, length_grouped_batches
-from .distributed import dist_info, init_distributed, rank_slice
+from ..student.batches import Encoded, collate, length_grouped_batches
+from ..student.distributed import dist_info, init_distributed, rank_slice
 from .loss import multitask_loss
+
+
+def _say(msg: str) -> None:
+    """A progress line, printed as it happens: on stderr (never block-buffered, even when DVC or a
+    user redirects it), above the progress bar."""
+    tqdm.write(msg, file=sys.stderr)
 
 
 @dataclass
@@ -183,9 +191,9 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
                 torch.cuda.set_rng_state(rng["cuda"], device)
             res.resumed_from_step = step
             if rank == 0:
-                tqdm.write(f"[{desc}] resumed from step {step} (epoch {step * ga / n_batches:.4f})")
+                _say(f"[{desc}] resumed from step {step} (epoch {step * ga / n_batches:.4f})")
         elif rank == 0:
-            tqdm.write(f"[{desc}] {state_file}: another run's state (settings, data, format or world size differ), starting afresh")
+            _say(f"[{desc}] {state_file}: another run's state (settings, data, format or world size differ), starting afresh")
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if (on_cuda and cfg.bf16) else nullcontext
     epoch_at = lambda s: round(s * ga / n_batches, 4)  # noqa: E731  (epochs done after optimiser step s)
 
@@ -223,7 +231,7 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
                 best_state = {k: t_.detach().to("cpu", copy=True) for k, t_ in core.state_dict().items()}
             if t is not None and (res.best_test is None or t > res.best_test["test_accuracy"]):
                 res.best_test = e
-            tqdm.write(f"[{desc}] step {step}: valid {v:.4f}" + ("" if t is None else f", test {t:.4f}"))
+            _say(f"[{desc}] step {step}: valid {v:.4f}" + ("" if t is None else f", test {t:.4f}"))
         if world > 1:
             dist.barrier()
 

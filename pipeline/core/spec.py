@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Collection, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import PipelineError
 from .spec_tables import StudentSpec, TableSpec, table_cells
@@ -118,13 +118,22 @@ Teacher = Annotated[Union[ReplayTeacher, OpenAITeacher], Field(discriminator="ba
 
 
 class DatasetSpec(Strict):
-    task: Literal["svamp", "cqa", "anli"] = Field(description="which task module parses/scores it")
+    task: str = Field(description="which task module parses/scores it: a name in the task registry "
+                                   "(pipeline/tasks/__init__.py)")
     source: Source
     valid: ValidSplit = ValidSplit()
     limit: dict[Split, int] = Field(
         default_factory=dict, description="keep only the first N examples of a split (tiny runs)"
     )
     teacher: Teacher
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str, info: ValidationInfo) -> str:
+        known = (info.context or {}).get("tasks")  # the registry's names, given by load_params' caller
+        if known is not None and v not in known:
+            raise ValueError(f"unknown task {v!r} (known: {', '.join(sorted(known))})")
+        return v
 
     @field_validator("limit")
     @classmethod
@@ -318,7 +327,9 @@ def format_validation_error(err: ValidationError, path: str, doc=None) -> str:
     return "; ".join(msgs)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
+def load_params(path: str | Path = "params.yaml", tasks: Optional[Collection[str]] = None) -> Params:
+    """``params.yaml``, validated; ``tasks``: the task registry's names, which each dataset's ``task``
+    must be one of (the CLI passes them: this layer knows no task)."""
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: params file not found")
@@ -332,7 +343,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(doc, dict):
         raise PipelineError(f"{path}: expected a mapping at the top level")
     try:
-        return Params.model_validate(_plain(doc))
+        return Params.model_validate(_plain(doc), context={"tasks": tasks} if tasks is not None else None)
     except ValidationError as e:
         raise PipelineError(format_validation_error(e, str(path), doc)) from None
 

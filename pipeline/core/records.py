@@ -190,11 +190,6 @@ class EvalMetrics(RunDims):
     accuracy: float = Field(description="test accuracy of the checkpoint selected on the validation split (our protocol)")
     correct: int
     total: int
-    selected_step: Optional[int] = Field(description="step of the checkpoint selected on validation")
-    valid_accuracy: Optional[float] = Field(description="its validation accuracy")
-    paper_protocol_accuracy: Optional[float] = Field(description="best test accuracy over the selection points: the official code's protocol (selection on test)")
-    paper_protocol_step: Optional[int]
-    stage1_verdict_agreement: Optional[float] = Field(None, description="two-stage methods: stage-1 student's verdicts vs the teacher's on held-out self-evaluations")
     started_at: float = Field(description="evaluation start (Unix time, s)")
     finished_at: float = Field(description="evaluation end (Unix time, s)")
 

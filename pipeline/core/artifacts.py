@@ -26,7 +26,7 @@ from .records import artifact_models
 
 M = TypeVar("M", bound=BaseModel)
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 @lru_cache(maxsize=None)
