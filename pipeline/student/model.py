@@ -2,6 +2,7 @@
 given architecture for offline runs)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -73,7 +74,8 @@ def load_checkpoint(name: str):
     from transformers import T5ForConditionalGeneration
 
     try:
-        model, info = T5ForConditionalGeneration.from_pretrained(name, output_loading_info=True)
+        with _input_ties_only(T5ForConditionalGeneration, untied=not _raw_tie(name)):
+            model, info = T5ForConditionalGeneration.from_pretrained(name, output_loading_info=True)
     except Exception as e:
         raise PipelineError(f"cannot load student {name!r}: {_first_line(e)}") from None
     tied = {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
@@ -95,13 +97,34 @@ def load_checkpoint(name: str):
     return model
 
 
-def _raw_tie(name: str) -> bool:
-    import json
+@contextmanager
+def _input_ties_only(cls, untied: bool):
+    """While an untied checkpoint (t5-v1_1, flan-t5, ours: ``tie_word_embeddings: false`` in its
+    config.json) loads, the class's tie mapping holds only the input embeddings.
 
-    p = Path(name) / "config.json"
-    if p.exists():
-        return bool(json.loads(p.read_text()).get("tie_word_embeddings", True))
-    return True
+    transformers' T5Config forces ``tie_word_embeddings=True`` (the saved False survives only as
+    ``scale_decoder_outputs``), so the class mapping would also ask to tie ``lm_head`` to ``shared``,
+    find both saved with different values, warn ("You should update the config with
+    `tie_word_embeddings=False`", which the config already says) and not tie them. The weights
+    loaded are the same either way; this makes the load say nothing."""
+    if not untied:
+        yield
+        return
+    saved = cls.__dict__.get("_tied_weights_keys")
+    cls._tied_weights_keys = {k: v for k, v in (saved or {}).items() if k != "lm_head.weight"}
+    try:
+        yield
+    finally:
+        cls._tied_weights_keys = saved
+
+
+def _raw_tie(name: str) -> bool:
+    """``tie_word_embeddings`` as the checkpoint's own config.json says (local folder or Hub id),
+    before T5Config overrides it."""
+    from transformers import T5Config
+
+    raw, _ = T5Config.get_config_dict(name)
+    return bool(raw.get("tie_word_embeddings", True))
 
 
 def tie_input_embeddings(model) -> None:
