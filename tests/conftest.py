@@ -1,5 +1,9 @@
 """Fixtures shared by several test modules; shared helpers are in ``tests/support/``.
 
+The ``slow`` marker (the fast loop is ``pytest -m "not slow"``) is set here on every ``e2e`` test (a
+real ``dvc repro``) and every test of the live teacher's CLI (``teacher_project``: a ``teach``
+process against a local server); test_resume.py and test_ddp.py mark themselves (SIGKILL, torchrun).
+
 - ``cli_project``: a copy of the project for the CLI's tests (error contract, resume, DDP), its
   params.yaml the offline profile pointed at ../shared (absolute paths);
 - ``base_project`` (per module) and ``teacher_project``: a project whose svamp teacher is the live
@@ -79,3 +83,9 @@ def srv(server) -> FakeOpenAI:
     """``server``, reset (faults off, stats cleared, 20 ms latency) for one test."""
     server.reset(latency=0.02)
     return server
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("e2e") or "teacher_project" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

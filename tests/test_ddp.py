@@ -21,6 +21,8 @@ from support import ROOT
 from support.cli import cli, edit_params, ok
 from support.tiny import Stub, cfg, small_enc, tiny_model
 
+pytestmark = pytest.mark.slow  # torchrun processes
+
 TESTS = Path(__file__).resolve().parent
 
 N_ROWS = 17  # global batch 2 x 4 = 8: 3 global batches an epoch, the last of one row (rank 1 gets none)
@@ -198,7 +200,7 @@ def test_torchrun_train_stage_finishes_on_two_processes(cli_project):
     r = torchrun(["-m", "pipeline", "stage2", RUN], cli_project, env)
     assert r.returncode == 0, f"torchrun exited {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}"
     out = cli_project / "models" / RUN / "stage2"
-    log = json.loads((out / "training_log.json").read_text())
+    log = json.loads((cli_project / "metrics" / "train" / RUN / "stage2.json").read_text())
     assert (out / "config.json").exists() and log["world_size"] == 2
     rows = log["rows"]
     n_batches = math.ceil(rows / 8)

@@ -97,7 +97,11 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert set(head) == {"main", "cots", "teacher"}
     assert head["cots"]["cot5/5"] == head["main"]["cot5/svamp"] is not None  # one run serves both cells
     ev = json.loads((proj / f"metrics/evaluate/{se}.json").read_text())
-    assert ev["total"] == 24 and ev["paper_protocol_accuracy"] is not None and ev["stage1_verdict_agreement"] is not None
+    assert ev["total"] == 24 and "selected_step" not in ev  # the selection lives in the training logs alone
+    log1, log2 = (json.loads((proj / f"metrics/train/{se}/{st}.json").read_text()) for st in ("stage1", "stage2"))
+    assert log2["paper_protocol_best"]["test_accuracy"] is not None and log1["verdict_agreement"] is not None
+    assert not list((proj / "models").rglob("training_log.json"))  # one home: metrics/train
+    assert not (proj / ".checkpoints").exists()  # no scratch left behind by finished stages
     assert head["main"]["cot5_se/svamp"] == pytest.approx(100 * ev["accuracy"], abs=1e-3)
     preds = (proj / f"results/{se}/predictions.jsonl").read_text().splitlines()
     assert len(preds) == 24 and "rationale" in json.loads(preds[0])
@@ -118,16 +122,23 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert parent.data.tags["mlflow.source.git.commit"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["mlflow.runName"] for r in children) == [f"{se}/stage1", f"{se}/stage2"]
-    log2 = json.loads((proj / f"models/{se}/stage2/training_log.json").read_text())
     assert parent.info.end_time - parent.info.start_time >= 1000 * (log2["finished_at"] - log2["started_at"]) > 0
-    assert {i.dataset.digest for i in parent.inputs.dataset_inputs}  # the DVC hashes of its train and test data
+    # its train and test data as dataset inputs, their digests DVC's own hashes of those outputs
+    from ruamel.yaml import YAML
+
+    lock = YAML(typ="safe").load((proj / "dvc.lock").read_text())["stages"]
+
+    def lock_md5(stage, path):
+        return next(o["md5"] for o in lock[stage]["outs"] if o["path"] == path)
+
+    assert {i.dataset.digest for i in parent.inputs.dataset_inputs} == {
+        lock_md5("assemble@svamp-teacher-k5-m5", "data/assembled/svamp-teacher-k5-m5"),
+        lock_md5("prepare@svamp", "data/prepared/svamp")}
 
     # a second repro re-runs nothing
     assert ran_stages(sh(["dvc", "repro"], proj).stdout) == []
 
     # one more k in the #CoTs table: exactly that run's stages, and the report
-    from ruamel.yaml import YAML
-
     yaml = YAML()
     p = yaml.load((proj / "params.yaml").read_text())
     p["tables"]["cots"]["values"]["cots"] = [1, 3, 5]
@@ -233,23 +244,30 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     assert changed_stages(proj) == set()
     names = stage_names(proj)
 
-    # the training loop: a comment line re-runs training and evaluation, never prepare or the teacher
-    with open(proj / "pipeline/student/loop.py", "a") as f:
+    # the run planner: the stages that iterate runs.yaml go stale, never prepare or the (paid) teacher
+    with open(proj / "pipeline/runs.py", "a") as f:
+        f.write("\n# e2e probe: a run-planner change\n")
+    planner = changed_stages(proj)
+    assert planner == stages_whose_deps_cover(proj, "pipeline/runs.py") and planner, planner
+    assert not any(s.startswith(("prepare@", "teach@")) for s in planner), sorted(planner)
+    sh(["dvc", "repro"], proj)
+
+    # the training loop: a comment line re-runs training, never prepare, the teacher or the evaluations:
+    # the same seed gives the same bits, so the checkpoints the evaluations read are unchanged
+    with open(proj / "pipeline/training/loop.py", "a") as f:
         f.write("\n# e2e probe: a training-code change\n")
-    training = stages_whose_deps_cover(proj, "pipeline/student/loop.py")
+    training = stages_whose_deps_cover(proj, "pipeline/training/loop.py")
     assert changed_stages(proj) == training
+    evals = {s for s in names if s.startswith("evaluate@")}
+    assert evals and not evals & training  # evaluation runs no training code
+    for kind in ("stage1", "stage2"):
+        every = {s for s in names if s.startswith(f"{kind}@")}
+        assert every and every <= training, (kind, every - training)
     out = sh(["dvc", "repro"], proj).stdout
     ran = set(ran_stages(out))
     print("training-code probe re-ran:", sorted(ran))
-    # the stages that run the loop, and (where their checkpoints changed) the ones reading them
-    assert training <= ran <= training | downstream(proj, training), out
-    assert not any(s.startswith(("prepare@", "teach@", "assemble@")) for s in ran), ran
-    for kind in ("stage1", "stage2"):
-        every = {s for s in names if s.startswith(f"{kind}@")}
-        assert every and every <= ran, (kind, every - ran)
-    evals = {s for s in names if s.startswith("evaluate@")}
-    assert evals & training <= ran  # those that import the loop; the rest re-run if their model changed
-    assert ("report" in ran) == bool(evals & ran)
+    # retrained to the same checkpoints: nothing downstream of them but the report (the logs' times)
+    assert ran == training | {"report"}, sorted(ran ^ (training | {"report"}))
     assert changed_stages(proj) == set()
 
     # the MLflow code: only the report stage (which logs every run once) goes stale, no evaluation
@@ -266,7 +284,7 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     assert changed_stages(proj) == scorer
     svamp_evals = {s for s in names if re.match(r"evaluate@svamp-", s)}
     assert len(svamp_evals) == len(RUNS) + 1 and svamp_evals <= scorer
-    student = {f"pipeline/student/{f.name}" for f in (proj / "pipeline/student").glob("*.py")}
+    student = {f"pipeline/{d}/{f.name}" for d in ("student", "training") for f in (proj / "pipeline" / d).glob("*.py")}
     assert not set().union(*(stages_whose_deps_cover(proj, f) for f in student)) - scorer
     want = (svamp_evals | upstream(proj, svamp_evals)) & scorer
     out = sh(["dvc", "repro", *sorted(svamp_evals)], proj).stdout

@@ -83,7 +83,7 @@ def test_dvc_repro_with_a_live_teacher(tmp_path):
         asm = json.loads((proj / f"metrics/assemble/{ASM}.json").read_text())
         verdicts = sum(1 for c in ok_cots for e in c["evaluations"] if e["verdict"])
         assert asm["stage1_rows"] == verdicts > 0 and asm["stage1_valid_rows"] > 0
-        log = json.loads((proj / f"models/{RUN}/stage1/training_log.json").read_text())
+        log = json.loads((proj / f"metrics/train/{RUN}/stage1.json").read_text())
         assert log["rows"] == verdicts and log["steps"] >= 1
 
         # nothing is re-sent and nothing re-runs on a second repro

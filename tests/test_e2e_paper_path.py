@@ -98,13 +98,14 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     assert hub_student["tie_word_embeddings"] is False
     for name, r in runs.items():
         final = proj / "models" / name / "stage2"
-        log = json.loads((final / "training_log.json").read_text())
+        log = json.loads((proj / "metrics/train" / name / "stage2.json").read_text())
         assert log["init"] == (str(Path("models") / name / "stage1") if r["self_evals"] else "base")
         assert json.loads((final / "config.json").read_text())["scale_decoder_outputs"] is False
         ev = json.loads((proj / f"metrics/evaluate/{name}.json").read_text())
-        assert ev["total"] == params["datasets"][r["dataset"]]["limit"]["test"] and ev["selected_step"] is not None, name
+        assert ev["total"] == params["datasets"][r["dataset"]]["limit"]["test"] and log["selected"] is not None, name
         if r["self_evals"]:
-            assert ev["stage1_verdict_agreement"] is not None, name
+            stage1 = json.loads((proj / "metrics/train" / name / "stage1.json").read_text())
+            assert stage1["verdict_agreement"] is not None, name
     report = (proj / "reports/tables/main.md").read_text()
     for meth in METHODS:
         assert f"| {meth} |" in report

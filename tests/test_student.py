@@ -96,4 +96,9 @@ def test_generate_is_batched_greedy_and_order_preserving():
     texts = ["a short one", "a much longer question about apples and oranges " * 3, "mid length text here"]
     batched = decode(m, tok, texts, batch_size=2, max_new_tokens=5, max_input=64, device="cpu")
     single = [decode(m, tok, [t], batch_size=1, max_new_tokens=5, max_input=64, device="cpu")[0] for t in texts]
+    # the outputs differ from one another, so a batch returned in another order (decode sorts by
+    # length inside) could not pass as this one
+    assert len(set(single)) == len(texts), single
     assert batched == single
+    backwards = decode(m, tok, texts[::-1], batch_size=2, max_new_tokens=5, max_input=64, device="cpu")
+    assert backwards == single[::-1]
