@@ -171,3 +171,21 @@ def test_yaml12_exponent_is_a_float(tmp_path, base_text):
     p = load_params(_write(tmp_path, "".join(lines)))
     assert isinstance(p.train.lr, float) and p.train.lr == 1e-5
 
+
+
+# --------------------------------------------------------------------------- task names: the registry's
+def test_a_dataset_task_must_be_a_name_of_the_task_registry(tmp_path, base_text, monkeypatch):
+    """The task names come from pipeline/tasks/__init__.py's TASKS (the CLI passes them), not from a
+    list in the spec: an unknown one is one line naming the key and the registry's names, and a task
+    added to the registry is accepted with no change to the spec."""
+    from pipeline import tasks
+
+    bad = re.sub(r"(?m)^(    task: )svamp$", r"\1svmap", base_text, count=1)
+    path = _write(tmp_path, bad)
+    with pytest.raises(PipelineError) as ei:
+        load_params(path, tasks=tasks.TASKS)
+    msg = str(ei.value)
+    assert "datasets.svamp.task" in msg and "unknown task 'svmap'" in msg and "anli, cqa, svamp" in msg, msg
+    assert f"{path}:{_line_no(bad, r'    task: svmap')}" in msg, msg
+    monkeypatch.setitem(tasks.TASKS, "svmap", tasks.TASKS["svamp"])
+    assert load_params(path, tasks=tasks.TASKS).datasets["svamp"].task == "svmap"

@@ -240,9 +240,9 @@ class TrainSummary(RunDims):
 
 
 class TrainingLog(TrainSummary):
-    """``models/<run>/{stage1,stage2}/training_log.json``, beside the checkpoint, and the same log as the
-    stage's metrics file ``metrics/train/<run>/stage{1,2}.json`` (what the report stage reads and logs
-    to MLflow)."""
+    """A training stage's log, written once as its metrics file ``metrics/train/<run>/stage{1,2}.json``:
+    the one home of the run's curves, selection points and stage-1 verdict agreement (the report stage
+    reads it for the tables and logs it to MLflow)."""
 
     history: list[TrainStep]
     evals: list[SelectionPoint]

@@ -58,11 +58,10 @@ def _drop_resume_dir(run: Run, stage: str) -> None:
     """A finished stage leaves no scratch behind: its resume state, then the run's folder once empty."""
     d = _resume_dir(run, stage)
     shutil.rmtree(d, ignore_errors=True)
-    for parent in (d.parent, d.parent.parent):  # .checkpoints/<run>, then .checkpoints
-        try:
-            parent.rmdir()
-        except OSError:  # not empty (another stage's state), or already gone
-            break
+    try:  # .checkpoints/<run> once empty; .checkpoints itself stays (a parallel stage may be creating its own)
+        d.parent.rmdir()
+    except OSError:  # not empty (the run's other stage), or already gone
+        pass
 
 
 def run_stage1(params: Params, name: str, plan: Plan | None = None) -> TrainingLog:
