@@ -22,8 +22,19 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def params():
-    return load_params(ROOT / "profiles" / "offline.yaml")
+def params(tmp_path):
+    """The offline profile, with the #CoTs table at k = 1, 3, 5 and all four one-stage methods on CQA
+    (the quickstart runs fewer of both)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load((ROOT / "profiles" / "offline.yaml").read_text())
+    doc["tables"]["cots"]["values"]["cots"] = [1, 3, 5]
+    doc["tables"]["main"]["omit"] = [{"method": "cot1_se", "dataset": "cqa"}, {"method": "cot5_se", "dataset": "cqa"}]
+    path = tmp_path / "offline-k135.yaml"
+    with open(path, "w") as f:
+        yaml.dump(doc, f)
+    return load_params(path)
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_a_cell_two_tables_share_is_one_run_with_a_readable_name():
     name = "svamp-cot5_se-base-teacher-k5-m5-s42"
     assert name in runs
     users = tables_of(p)[name]
-    assert {"main", "labels", "students", "cots", "self_evals"} <= set(users)
+    assert {"main", "students", "cots", "self_evals"} <= set(users)
     n_cells = sum(len(c.runs) for t in p.tables for c in cells(p, t))
     assert len(runs) < n_cells  # shared cells are deduplicated
     assert len(set(runs)) == len(runs)
@@ -72,8 +72,8 @@ def test_a_cell_two_tables_share_is_one_run_with_a_readable_name():
 def test_table_values_override_the_method_defaults():
     p = load_params(ROOT / "profiles" / "offline.yaml")
     cots = {(c.row, c.col): c.runs[0] for c in cells(p, "cots")}
-    assert cots["cot5_se", 3].cots == 3 and cots["cot5_se", 3].self_evals == 5
-    assert cots["cot5", 3].name == "svamp-cot5-base-teacher-k3-m0-s42"
+    assert cots["cot5_se", 1].cots == 1 and cots["cot5_se", 1].self_evals == 5
+    assert cots["cot5", 1].name == "svamp-cot5-base-teacher-k1-m0-s42"
     gold = {(c.row, c.col): c.runs[0] for c in cells(p, "labels")}["cot1", "gold"]
     assert gold.labels == "gold" and gold.name == "svamp-cot1-base-gold-k1-m0-s42"
 
@@ -86,7 +86,7 @@ def test_seeds_give_one_run_per_seed_and_omitted_cells_none(tmp_path):
     assert [r.seed for r in c.runs] == [1, 2, 3] and len({r.name for r in c.runs}) == 3
     main = cells(p, "main", omitted=True)
     omitted = [(c.row, c.col) for c in main if c.omitted]
-    assert omitted == [("cot1_se", "cqa"), ("cot5_se", "cqa")]
+    assert omitted == [("standard_kd", "cqa"), ("cot1_se", "cqa"), ("cot5", "cqa"), ("cot5_se", "cqa")]
     assert all(not c.runs for c in main if c.omitted)
     assert not any(r.dataset == "cqa" and r.two_stage for r in derive(p).values())
 
