@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+from pipeline.core.records import Example  # noqa: E402
 from pipeline.core.spec import OpenAITeacher  # noqa: E402
 from pipeline.tasks import get_task  # noqa: E402
 from pipeline.teacher import openai as ob  # noqa: E402
@@ -85,7 +86,7 @@ def throughput(server: Server, journal: Journal, concurrency: int, n: int, tag: 
     return n / wall, steady
 
 
-def svamp_examples(limit: int) -> dict[str, list[dict]]:
+def svamp_examples(limit: int) -> dict[str, list[Example]]:
     task = get_task("svamp")
     from pipeline.core.spec import LocalSource
     from pipeline.sources import load
@@ -95,8 +96,7 @@ def svamp_examples(limit: int) -> dict[str, list[dict]]:
                       files={"train": str(data / "svamp_train.json"), "test": str(data / "svamp_test.json")})
     out = {}
     for split, rows in load(task, src).items():
-        out[split] = [{**r, "split": split, "origin": split, "index": i, "premise": None, "choices": None}
-                      for i, r in enumerate(rows[:limit])]
+        out[split] = [Example(**r, split=split, origin=split, index=i) for i, r in enumerate(rows[:limit])]
     return out
 
 

@@ -13,6 +13,7 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.spec import DatasetSpec, LocalSource, load_params
 from pipeline.stages import prepare, teach
 from pipeline.sources import assign_ids, load
+from support.examples import as_examples
 from pipeline.tasks import get_task
 from pipeline.tasks.base import text_id
 
@@ -148,7 +149,7 @@ def test_text_matched_teacher_with_one_copy_gives_it_to_every_copy(tmp_path):
     task = get_task("svamp")
     loaded = load(task, LocalSource(kind="local", format="dss",
                                    files={"train": write_jsonl(tmp_path / "t.json", dss_rows())}))
-    exs = [{**r, "split": "train", "origin": "train", "index": i} for i, r in enumerate(loaded["train"])]
+    exs = as_examples(loaded["train"], "train")
     teacher_file = tmp_path / "mcckd.json"
     teacher_file.write_text(json.dumps([{"instruction": question(5), "output": ["5 + 2 = 7. The answer is 7."]}]))
     teacher = ReplayTeacher(backend="replay", sources=[ReplayFiles(format="mcckd", files={"train": [str(teacher_file)]})])

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from fake_openai import answer_for
+from pipeline.core.records import Example
 from pipeline.tasks import get_task
 from pipeline.teacher.openai import parse_completion, read_answer, scrub
 from pipeline.teacher.prompts import example_values, load_template
@@ -72,7 +73,7 @@ def test_teach_generates_complete_records_and_a_rerun_sends_nothing(teacher_proj
     prepared = [json.loads(x) for x in (teacher_project / "data/prepared/svamp/train.jsonl").read_text().splitlines()]
     for ex, rec in zip(prepared, train, strict=True):
         assert rec["id"] == ex["id"]
-        prompt = tmpl.render(example_values(task, ex))
+        prompt = tmpl.render(example_values(task, Example(**ex)))
         assert [c["text"] for c in rec["cots"]] == [answer_for(prompt, i) for i in range(2)]
     m = metrics(teacher_project)
     u = m["usage"]

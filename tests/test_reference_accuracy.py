@@ -14,6 +14,7 @@ import pytest
 from pipeline.core.errors import PipelineError
 from pipeline.core.spec import LocalSource, ReplayFiles, ReplayTeacher
 from pipeline.sources import load
+from support.examples import as_examples
 from pipeline.tasks import get_task, parse_self_evaluation
 from pipeline.teacher.replay import replay
 
@@ -31,11 +32,6 @@ def load_split(task_name: str, split: str, rel: str, fmt: str = "dss") -> list[d
     return load(task, LocalSource(kind="local", format=fmt, files={split: str(DATA / rel)}))[split]
 
 
-def as_examples(rows: list[dict], split: str) -> list[dict]:
-    """What pipeline/stages/prepare.py writes: source rows plus split, origin and row index."""
-    return [{**r, "split": split, "origin": split, "index": i} for i, r in enumerate(rows)]
-
-
 def palm(*rels: str) -> list[str]:
     out: list[str] = []
     for rel in rels:
@@ -47,9 +43,9 @@ def correct_count(task_name: str, examples: list[dict], texts: list[str]) -> int
     task = get_task(task_name)
     assert len(examples) == len(texts)
     n = 0
-    for ex, text in zip(examples, texts):
+    for ex, text in zip(as_examples(examples, "test"), texts):
         p = task.parse_answer(text, ex, mode="strict")
-        n += bool(p.ok and task.is_correct(p.answer, ex["label"]))
+        n += bool(p.ok and task.is_correct(p.answer, ex.label))
     return n
 
 
@@ -89,16 +85,16 @@ def test_replay_dss_aligns_by_index():
     recs, unmatched = replay(task, _dss_teacher("test", "svamp/palm/test_CoT_0.json"), {"test": subset}, {"test": 200})
     assert unmatched == {"test": 0}
     out = recs["test"]
-    assert [r["id"] for r in out] == [e["id"] for e in subset]
+    assert [r["id"] for r in out] == [e.id for e in subset]
     for ex, rec in zip(subset, out):
         assert len(rec["cots"]) == 1
         cot = rec["cots"][0]
-        assert cot["text"] == texts[ex["index"]]
-        assert cot["source"].endswith(f"#{ex['index']}")
-        assert rec["label"] == ex["label"]
-        p = task.parse_answer(texts[ex["index"]], ex)
+        assert cot["text"] == texts[ex.index]
+        assert cot["source"].endswith(f"#{ex.index}")
+        assert rec["label"] == ex.label
+        p = task.parse_answer(texts[ex.index], ex)
         assert (cot["status"], cot["answer"]) == (p.status, p.answer)
-        assert cot["correct"] == (task.is_correct(p.answer, ex["label"]) if p.ok else None)
+        assert cot["correct"] == (task.is_correct(p.answer, ex.label) if p.ok else None)
 
 
 def test_replay_dss_full_split_matches_reference_accuracy():
@@ -151,8 +147,8 @@ def test_replay_mcckd_matches_by_text_not_position():
     out = recs["train"]
     assert len(out) == 700
     for ex, rec in zip(exs, out):
-        assert rec["id"] == ex["id"]
-        row = by_instruction[ex["question"]]
+        assert rec["id"] == ex.id
+        row = by_instruction[ex.question]
         assert [c["text"] for c in rec["cots"]] == row["output"]
         assert len(rec["cots"]) == 10
     # the same question texts in file order would sit at the opposite end: this was not positional
@@ -190,7 +186,7 @@ def test_replay_tree_dump_cots_and_self_evaluations():
     assert len(with_cots) == len(dump) == 2
     for (i, rec), row in zip(with_cots, dump):
         step = row["steps"][0]
-        assert step["x"].find(json.dumps(exs[i]["question"])[1:-1][:40]) >= 0
+        assert step["x"].find(json.dumps(exs[i].question)[1:-1][:40]) >= 0
         assert len(rec["cots"]) == 5
         assert [c["text"] for c in rec["cots"]] == step["new_ys"]
         for cot, evals in zip(rec["cots"], step["value_outputs_list"]):

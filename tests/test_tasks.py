@@ -8,6 +8,7 @@ from pipeline.tasks import TASKS, get_task, parse_self_evaluation
 from pipeline.tasks.anli import LABELS
 from pipeline.tasks.arith import safe_eval
 from pipeline.core.errors import PipelineError
+from support.examples import example
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +152,7 @@ CHOICES = ["ocean", "desert", "wooded area", "city", "sky"]
 def test_cqa_parse_choice_text(cqa):
     text = ("Trees grow in forests, and a forest is a wooded area. So the answer is (c) wooded area.\n\n"
             "Q: Where do fish live?\nAnswer Choices:\n(a) ocean\nA: Fish live in water. So the answer is (a) ocean.")
-    p = cqa.parse_answer(text, {"choices": CHOICES})
+    p = cqa.parse_answer(text, example(choices=CHOICES))
     assert p.status == "ok"
     assert p.answer == "wooded area"
     assert p.rationale == "Trees grow in forests, and a forest is a wooded area."
@@ -161,7 +162,7 @@ def test_cqa_parse_choice_text(cqa):
 
 
 def test_cqa_letter_only_uses_choices(cqa):
-    p = cqa.parse_answer("Trees. So the answer is (c).", {"choices": CHOICES})
+    p = cqa.parse_answer("Trees. So the answer is (c).", example(choices=CHOICES))
     assert p.status == "ok" and p.answer == "wooded area"
 
 
@@ -173,7 +174,7 @@ def test_cqa_no_answer_and_case(cqa):
 
 
 def test_cqa_model_input(cqa):
-    s = cqa.model_input({"question": "Where do trees grow?", "choices": CHOICES})
+    s = cqa.model_input(example("Where do trees grow?", choices=CHOICES))
     assert s.splitlines() == [
         "Where do trees grow?",
         "Answer Choices:",
@@ -197,7 +198,7 @@ def test_anli_labels(anli):
 
 
 def test_anli_model_input(anli):
-    ex = {"premise": "A man plays guitar.", "question": "A person makes music."}
+    ex = example("A person makes music.", premise="A man plays guitar.")
     assert anli.model_input(ex) == "A man plays guitar. </s> A person makes music."
 
 
@@ -255,8 +256,8 @@ def test_parse_skeleton_is_shared(name):
 def test_prompt_choices_are_the_tasks_formatting(cqa):
     from pipeline.teacher.prompts import example_values
 
-    ex = {"question": "Where do trees grow?", "choices": ["wooded \n  area", *CHOICES[1:]], "label": "wooded area"}
+    ex = example("Where do trees grow?", "wooded area", choices=["wooded \n  area", *CHOICES[1:]])
     values = example_values(cqa, ex)
     assert values["choices"] == cqa.format_choices(["wooded area", *CHOICES[1:]])
     assert values["choices"].splitlines() == ["(a) wooded area", "(b) desert", "(c) wooded area", "(d) city", "(e) sky"]
-    assert cqa.model_input({"question": "q", "choices": CHOICES}) == "q\nAnswer Choices:\n" + cqa.format_choices(CHOICES)
+    assert cqa.model_input(example("q", choices=CHOICES)) == "q\nAnswer Choices:\n" + cqa.format_choices(CHOICES)

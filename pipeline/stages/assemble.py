@@ -53,7 +53,7 @@ def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
           ) -> tuple[dict[str, list[TrainRow]], AssembleMetrics]:
     spec = dataset_spec(params, m.dataset)
     task = get_task(spec.task)
-    model_input = lambda ex: task.model_input(ex.model_dump())  # noqa: E731  (the Task methods take dicts)
+    model_input = task.model_input
     ex_by_id = {ex.id: ex for ex in examples["train"]}
     stage1: list[TrainRow] = []
     stage2: list[TrainRow] = []

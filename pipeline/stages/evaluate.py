@@ -36,7 +36,7 @@ def run(params: Params, name: str, plan: Plan | None = None) -> EvalMetrics:
     tok = AutoTokenizer.from_pretrained(str(checkpoint))
     model = load_checkpoint(str(checkpoint)).to(device)
     examples = read_prepared(r.dataset, (ev.split,))[ev.split][: ev.limit]
-    inputs = [task.model_input(e.model_dump()) for e in examples]
+    inputs = [task.model_input(e) for e in examples]
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else nullcontext()
     with ctx:
         preds = decode(model, tok, inputs, ev.batch_size, ev.max_new_tokens, params.train.max_input_length, device,

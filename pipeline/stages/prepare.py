@@ -27,6 +27,7 @@ def run(params: Params, dataset: str) -> PrepareMetrics:
             row = {k: r[k] for k in FIELDS if k in r}
             splits[origin].append(parse_model(Example, {**row, "split": origin, "origin": origin, "index": i},
                                               f"{dataset}: source split {origin!r}, row {i}"))
+    duplicates = duplicate_questions(task, splits)  # every source row (after the manifest), before the carve
     carved = bool(splits["train"]) and not splits["valid"]
     if carved:
         # by question: the copies of a repeated question stay on one side (without repeats, one
@@ -34,7 +35,7 @@ def run(params: Params, dataset: str) -> PrepareMetrics:
         train = splits["train"]
         groups: dict[str, list[int]] = {}
         for i, ex in enumerate(train):
-            groups.setdefault(task.match_key(ex.model_dump()), []).append(i)
+            groups.setdefault(task.match_key(ex), []).append(i)
         order = list(groups.values())
         random.Random(spec.valid.seed).shuffle(order)
         n_valid = max(1, round(len(order) * spec.valid.fraction))
@@ -47,6 +48,6 @@ def run(params: Params, dataset: str) -> PrepareMetrics:
     metrics = PrepareMetrics(dataset=dataset, rows=counts, source_rows={k: len(v) for k, v in raw.items()},
                              valid_carved_from_train=carved, manifest=spec.source.manifest,
                              manifest_loaded_rows=loaded.loaded_rows, manifest_dropped=loaded.manifest_dropped,
-                             duplicate_questions=duplicate_questions(task, raw))
+                             duplicate_questions=duplicates)
     write_model(METRICS / "prepare" / f"{dataset}.json", metrics)
     return metrics

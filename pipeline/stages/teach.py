@@ -3,7 +3,7 @@
 them, self-evaluations of each CoT. Teacher accuracy and parse rate per split as DVC metrics
 (``TeachMetrics``).
 
-The backends (``pipeline/teacher``) take example dicts and return plain records, quarantine rows and
+The backends (``pipeline/teacher``) take the typed examples and return plain records, quarantine rows and
 usage; this stage types them (``TeacherRecord``, ``TeacherUsage``) and writes every file:
 ``data/teacher/<dataset>/<split>.jsonl``, ``quarantine.jsonl`` (live teacher) and
 ``metrics/teach/<dataset>.json``."""
@@ -20,14 +20,13 @@ from ..tasks import get_task
 from ..core.stageio import dataset_spec, read_prepared
 
 
-def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[dict]]:
-    """Examples grouped by their source split, in source order (the order the teacher plans in), as
-    the plain dicts the backends and the ``Task`` methods take."""
+def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[Example]]:
+    """Examples grouped by their source split, in source order (the order the teacher plans in)."""
     by_origin: dict[str, list[Example]] = {}
     for split in SPLITS:
         for ex in prepared[split]:
             by_origin.setdefault(ex.origin, []).append(ex)
-    return {origin: [ex.model_dump() for ex in sorted(exs, key=lambda e: e.index)] for origin, exs in by_origin.items()}
+    return {origin: sorted(exs, key=lambda e: e.index) for origin, exs in by_origin.items()}
 
 
 def run(params: Params, dataset: str) -> TeachMetrics:

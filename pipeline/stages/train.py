@@ -114,7 +114,7 @@ def _train_and_save(params: Params, run: Run, stage: str, rows: list[TrainRow], 
             ev = params.evaluate
             test = read_prepared(run.dataset, (ev.split,))[ev.split][: ev.limit]
             if test:
-                test_fn = scorer([task.model_input(e.model_dump()) for e in test], [e.label for e in test])
+                test_fn = scorer([task.model_input(e) for e in test], [e.label for e in test])
         cfg.eval_every = t.select_every
         evaluator = Evaluator(valid=v, test=test_fn)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from ..core.records import Example
 from .base import Task, normalize_text
 
 LABELS = ("entailment", "neutral", "contradiction")
@@ -35,16 +36,16 @@ class ANLI(Task):
         return {"id": str(row["uid"]) if row.get("uid") else None,
                 "question": row["hypothesis"], "premise": row["premise"], "label": _label_name(row["label"])}
 
-    def model_input(self, ex: dict) -> str:
-        return f"{ex['premise']} </s> {ex['question']}"
+    def model_input(self, ex: Example) -> str:
+        return f"{ex.premise} </s> {ex.question}"
 
-    def match_key(self, ex: dict) -> str:
-        return normalize_text(ex["premise"] + " " + ex["question"])
+    def match_key(self, ex: Example) -> str:
+        return normalize_text(ex.premise + " " + ex.question)
 
-    def id_parts(self, ex: dict) -> tuple[str, ...]:
-        return ex["premise"], ex["question"]
+    def id_parts(self, row: dict) -> tuple[str, ...]:
+        return row["premise"], row["question"]
 
-    def _answer_from(self, rest: str, example: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
         m = re.match(r"([A-Za-z]+)", rest)
         word = m.group(1).lower() if m else ""
         if word not in LABELS:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
+from ..core.records import Example
+
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,18 @@ class Task(ABC):
     def from_local_row(self, row: dict, fmt: str) -> dict:
         """One row of a local file -> an example; ``id`` None when the row has no id of its own."""
 
-    def id_parts(self, ex: dict) -> tuple[str, ...]:
-        """The text an example's id is a hash of, when the source gives it none."""
-        return (ex["question"],)
+    def id_parts(self, row: dict) -> tuple[str, ...]:
+        """The text of a source row (a ``from_*_row`` result) that its id is a hash of, when the source
+        gives it none."""
+        return (row["question"],)
 
-    # ---------------------------------------------------------------- protocol
-    def model_input(self, ex: dict) -> str:
-        return ex["question"]
+    # ---------------------------------------------------------------- protocol (typed examples)
+    def model_input(self, ex: Example) -> str:
+        return ex.question
 
-    def match_key(self, ex: dict) -> str:
+    def match_key(self, ex: Example) -> str:
         """Key that recorded teacher files are matched on when matched by text."""
-        return normalize_text(ex["question"])
+        return normalize_text(ex.question)
 
     def format_choices(self, choices: list[str]) -> str:
         """Answer choices one per line, as the student's input and the teacher's prompts show them."""
@@ -107,7 +110,7 @@ class Task(ABC):
     #: parse modes: "strict" = the answer sentence exactly as the prompt templates (and the reference
     #: code) write it, capitalised; "lenient" = case-insensitive, and SVAMP falls back to the last
     #: number for CoTs sampled without an answer template.
-    def parse_answer(self, text: str, example: Optional[dict] = None, mode: str = "strict") -> Parsed:
+    def parse_answer(self, text: str, example: Optional[Example] = None, mode: str = "strict") -> Parsed:
         """Rationale and answer of a teacher completion: cut where a run-on new exemplar starts, find
         the first answer sentence (``mode``); the rationale is the text before it, and the task reads
         the answer from the text after it (``_answer_from``)."""
@@ -125,7 +128,7 @@ class Task(ABC):
         return Parsed(rationale, answer, "ok")
 
     @abstractmethod
-    def _answer_from(self, rest: str, example: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
         """The answer in ``rest``, the text after the answer sentence: (answer, None), or (None, why not)."""
 
     def _without_answer_sentence(self, body: str, mode: str) -> Optional[Parsed]:
@@ -141,7 +144,7 @@ def _sentence_re(pattern: str, mode: str) -> re.Pattern:
     return re.compile(pattern, {"strict": 0, "lenient": re.IGNORECASE}[mode])
 
 
-def duplicate_questions(task: Task, splits: dict[str, list[dict]]) -> int:
+def duplicate_questions(task: Task, splits: dict[str, list[Example]]) -> int:
     """Rows whose input (``model_input``, case- and whitespace-insensitive) repeats an earlier row's,
     across all splits: each is kept as a row of its own, with an id of its own."""
     seen: set[str] = set()

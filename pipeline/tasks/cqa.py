@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from ..core.records import Example
 from .base import Task
 
 LETTERS = "abcde"  # the choices' letters, as the student's input and the teacher's prompts show them
@@ -30,21 +31,21 @@ class CQA(Task):
         return {"id": str(row["id"]) if row.get("id") else None, "question": row["question"],
                 "choices": choices, "label": row["answer"]}
 
-    def model_input(self, ex: dict) -> str:
-        return "\n".join([ex["question"], "Answer Choices:", self.format_choices(ex["choices"])])
+    def model_input(self, ex: Example) -> str:
+        return "\n".join([ex.question, "Answer Choices:", self.format_choices(ex.choices)])
 
     def format_choices(self, choices: list[str]) -> str:
         return "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
-    def _answer_from(self, rest: str, example: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
         line = rest.split("\n", 1)[0].strip()
         m = re.match(r"\(?([a-eA-E])\)\s*(.*)$", line)
         if not m:
             return None, f"no '(letter) choice' after the answer phrase: {line[:60]!r}"
         answer = m.group(2).strip()
         answer = answer[:-1] if answer.endswith(".") else answer
-        if not answer and example and example.get("choices"):
-            answer = example["choices"][LETTERS.index(m.group(1).lower())]
+        if not answer and example and example.choices:
+            answer = example.choices[LETTERS.index(m.group(1).lower())]
         if not answer:
             return None, "empty choice text"
         return answer, None

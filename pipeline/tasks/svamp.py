@@ -5,6 +5,7 @@ import re
 from typing import Optional
 
 from .arith import safe_eval, same_value
+from ..core.records import Example
 from .base import Parsed, Task
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -39,7 +40,7 @@ class SVAMP(Task):
                 return Parsed(body.strip(), nums[-1].replace(",", ""), "ok")
         return None
 
-    def _answer_from(self, rest: str, example: Optional[dict]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
         line = rest.split("\n", 1)[0]
         paren = re.search(r"\(.*\)", line)
         if paren:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..core.records import Example
 from ..tasks import Task, parse_self_evaluation
 
 
@@ -12,7 +13,7 @@ def make_evaluation(text: str) -> dict:
             "status": "ok" if verdict else "no_verdict"}
 
 
-def make_cot(task: Task, text: str, example: dict, source: str, mode: str = "strict",
+def make_cot(task: Task, text: str, example: Example, source: str, mode: str = "strict",
              evaluations: Optional[list[str]] = None) -> dict:
     p = task.parse_answer(text or "", example, mode=mode)
     return {
@@ -21,11 +22,11 @@ def make_cot(task: Task, text: str, example: dict, source: str, mode: str = "str
         "answer": p.answer,
         "status": p.status,
         "reason": p.reason,
-        "correct": task.is_correct(p.answer, example["label"]) if p.ok else None,
+        "correct": task.is_correct(p.answer, example.label) if p.ok else None,
         "source": source,
         "evaluations": [make_evaluation(e) for e in (evaluations or [])],
     }
 
 
-def empty_record(example: dict) -> dict:
-    return {"id": example["id"], "split": example["split"], "label": example["label"], "cots": []}
+def empty_record(example: Example) -> dict:
+    return {"id": example.id, "split": example.split, "label": example.label, "cots": []}

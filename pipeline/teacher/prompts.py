@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.errors import PipelineError
+from ..core.records import Example
 from ..tasks import Task
 from ..tasks.base import cut_run_on
 
@@ -125,14 +126,14 @@ def _flat(s: Optional[str]) -> Optional[str]:
     return " ".join(s.split()) if s is not None else None
 
 
-def example_values(task: Task, ex: dict) -> dict:
+def example_values(task: Task, ex: Example) -> dict:
     """Values of the example placeholders (whitespace collapsed; choices one per line, as the task
     formats them)."""
-    choices = ex.get("choices")
+    choices = ex.choices
     return {
-        "question": _flat(ex["question"]),
-        "hypothesis": _flat(ex["question"]),
-        "premise": _flat(ex.get("premise")),
+        "question": _flat(ex.question),
+        "hypothesis": _flat(ex.question),
+        "premise": _flat(ex.premise),
         "choices": task.format_choices([_flat(c) for c in choices]) if choices else None,
         "input": _flat(task.model_input(ex)),
     }

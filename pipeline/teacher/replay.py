@@ -15,7 +15,7 @@ from pathlib import Path
 from ..core.artifacts import read_json, read_records
 from ..core.errors import PipelineError
 from ..core.paths import resolve_data_path
-from ..core.records import TeacherRecord
+from ..core.records import Example, TeacherRecord
 from ..core.spec import ReplayFiles, ReplayTeacher
 from ..tasks import Task
 from ..tasks.base import normalize_text
@@ -33,7 +33,7 @@ def _tree_question(x: str) -> str:
     return s
 
 
-def replay(task: Task, teacher: ReplayTeacher, examples: dict[str, list[dict]],
+def replay(task: Task, teacher: ReplayTeacher, examples: dict[str, list[Example]],
            source_rows: dict[str, int]) -> tuple[dict, dict]:
     """Teacher records for ``examples`` (grouped by their *source* split, ``origin``).
 
@@ -52,7 +52,7 @@ def replay(task: Task, teacher: ReplayTeacher, examples: dict[str, list[dict]],
     return records, unmatched
 
 
-def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: list[dict], recs: list[dict],
+def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: list[Example], recs: list[dict],
            n_source: int) -> int:
     label = ",".join(p.name for p in paths)
     if src.format == "dss_palm":
@@ -67,13 +67,13 @@ def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: lis
                 f"{label}: {len(texts)} teacher outputs for {n_source} {split} examples; "
                 "DSS files are aligned by row and must match the split's length")
         for ex, rec in zip(exs, recs):
-            rec["cots"].append(make_cot(task, texts[ex["index"]], ex, f"{label}#{ex['index']}", src.parse))
+            rec["cots"].append(make_cot(task, texts[ex.index], ex, f"{label}#{ex.index}", src.parse))
         return 0
 
     by_key: dict[str, list[int]] = {}  # question -> its rows, in order (a repeated question has several)
     for i, ex in enumerate(exs):
         by_key.setdefault(task.match_key(ex), []).append(i)
-    by_id = {ex["id"]: i for i, ex in enumerate(exs)}
+    by_id = {ex.id: i for i, ex in enumerate(exs)}
     found: dict[str, list[tuple[str, list, list | None]]] = {}  # question -> its file rows: (where, CoTs, evaluations)
     unmatched = 0
     for p in paths:

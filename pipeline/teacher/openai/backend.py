@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ...core.spec import OpenAITeacher
+from ...core.records import Example
 from ...tasks import Task
 from ..common import empty_record, make_cot
 from ..journal import Journal, journal_path
@@ -23,7 +24,7 @@ class TeacherOutput:
 
 
 def generate(dataset: str, task: Task, teacher: OpenAITeacher,
-             examples_by_origin: dict[str, list[dict]]) -> TeacherOutput:
+             examples_by_origin: dict[str, list[Example]]) -> TeacherOutput:
     """k CoTs per question of ``teacher.splits``, then m self-evaluations of each parseable CoT of the
     ``self_eval_splits`` questions: from the journal where it has them, from the endpoint otherwise."""
     endpoint = endpoint_url()
@@ -101,7 +102,7 @@ def _assemble(task: Task, teacher: OpenAITeacher, examples_by_origin: dict, cot_
                 cot = make_cot(task, cg.have[coff + i].text, ex, source=teacher.model, mode="strict",
                                evaluations=evals)
                 rec["cots"].append(cot)
-                base = {"id": ex["id"], "split": ex["split"], "cot_index": i}
+                base = {"id": ex.id, "split": ex.split, "cot_index": i}
                 if cot["status"] != "ok":
                     quarantine.append({**base, "kind": "cot", "eval_index": None, "status": cot["status"],
                                        "reason": cot["reason"], "text": cot["text"], "group_key": cg.key,

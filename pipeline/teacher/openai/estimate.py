@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ...core.spec import SPLITS, OpenAITeacher
+from ...core.records import Example
 from ...tasks import Task
 from ..journal import Journal, journal_path
 from ..prompts import example_values
@@ -14,7 +15,7 @@ from .plan import MAX_N, Planner, load_cached, slot_of
 from .tokens import message_tokens, token_method
 
 
-def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[dict]]) -> list[str]:
+def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[Example]]) -> list[str]:
     """The estimate, as the lines the CLI prints."""
     examples = [ex for exs in examples_by_origin.values() for ex in exs]
     endpoint = endpoint_url()
@@ -52,7 +53,7 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     if planner.se_tmpl:
         cot_len = int(mean_cot if mean_cot is not None else t.max_tokens)
         for ex in examples:
-            if ex["split"] not in t.self_eval_splits or slot_of(ex) not in cot_of:
+            if ex.split not in t.self_eval_splits or slot_of(ex) not in cot_of:
                 continue
             cg, off = cot_of[slot_of(ex)]
             k_missing = sum(1 for i in range(t.cots) if off + i not in cg.have)
@@ -67,7 +68,7 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     req_se = sum(n_requests(m) for m in se_missing if m)
     prompt_tokens = cot_prompt + se_prompt
     completion_max = (n_cot + n_se) * t.max_tokens
-    q_by_split = {s: sum(1 for ex in examples if ex["split"] == s and slot_of(ex) in cot_of) for s in SPLITS}
+    q_by_split = {s: sum(1 for ex in examples if ex.split == s and slot_of(ex) in cot_of) for s in SPLITS}
     cached_cot = sum(g.cached() for g in cot_groups.values())
     cached_se = sum(g.cached() for g in se_groups.values())
 

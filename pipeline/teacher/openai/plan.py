@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ...core.spec import OpenAITeacher
+from ...core.records import Example
 from ...tasks import Task
 from ..journal import Journal, group_key, prompt_hash
 from ..prompts import Template, cot_for_evaluation, example_values, load_template
@@ -38,9 +39,9 @@ class Group:
         return sum(1 for i in self.have if i < self.want)
 
 
-def slot_of(ex: dict) -> tuple:
+def slot_of(ex: Example) -> tuple:
     """A unique key of an example (ids are text hashes, so duplicated questions share an id)."""
-    return ex["origin"], ex["index"]
+    return ex.origin, ex.index
 
 
 class Planner:
@@ -75,16 +76,16 @@ class Planner:
         g.want += want
         return g, offset
 
-    def cot_slots(self, examples: list[dict]) -> tuple[dict[str, Group], dict[tuple, tuple[Group, int]]]:
+    def cot_slots(self, examples: list[Example]) -> tuple[dict[str, Group], dict[tuple, tuple[Group, int]]]:
         """-> (groups by key, (group, offset) of each example of ``teacher.splits``)"""
         groups: dict[str, Group] = {}
         of: dict[tuple, tuple[Group, int]] = {}
         for ex in examples:
-            if ex["split"] in self.teacher.splits:
+            if ex.split in self.teacher.splits:
                 of[slot_of(ex)] = self.slot(self.cot_tmpl, example_values(self.task, ex), self.teacher.cots, groups)
         return groups, of
 
-    def self_eval_slots(self, examples: list[dict], cot_of: dict):
+    def self_eval_slots(self, examples: list[Example], cot_of: dict):
         """-> (groups by key, (group, offset) of each (example, CoT index), CoTs skipped as unparseable).
         Only CoTs already answered are planned."""
         groups: dict[str, Group] = {}
@@ -93,7 +94,7 @@ class Planner:
         if not self.se_tmpl:
             return groups, of, skipped
         for ex in examples:
-            if ex["split"] not in self.teacher.self_eval_splits or slot_of(ex) not in cot_of:
+            if ex.split not in self.teacher.self_eval_splits or slot_of(ex) not in cot_of:
                 continue
             cg, off = cot_of[slot_of(ex)]
             for i in range(self.teacher.cots):
