@@ -3,7 +3,9 @@ tiny settings and three small tables (main, #CoTs as a line figure, teacher): ev
 rendered, MLflow runs with child runs and real durations; a no-op second repro; one k value added to
 the #CoTs table runs exactly one new run's stages and the report; `dvc exp show` narrowed to the
 headline; `dvc push` and `dvc pull` in a fresh clone restore every result. Then code changes (the
-training loop, the SVAMP scorer) re-run exactly the stages that run that code."""
+run planner, the training loop, the MLflow code, the SVAMP scorer) re-run exactly the stages that run
+that code: never the teacher for a planner or training change, and no evaluation when retraining
+gives the same bits."""
 from __future__ import annotations
 
 import csv
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from support.deps import covers, load_stages
-from support.e2e import copy_project, e2e_env, ran_stages, sh
+from support.e2e import copy_project, ran_stages, sh
 
 pytestmark = pytest.mark.e2e
 
