@@ -31,6 +31,13 @@ def _params(args):
     return load_params(args.params, tasks=TASKS)
 
 
+def _planned(args, stage: ModuleType):
+    """The params and the plan of a stage that iterates runs.yaml, checked in sync through the stage's
+    own ``Plan`` (so that this module imports no planner: ``teach`` must not depend on it)."""
+    params = _params(args)
+    return params, stage.Plan.checked(params)
+
+
 def cmd_prepare(args, prepare: ModuleType):
     m = prepare.run(_params(args), args.dataset)
     print(f"prepare {args.dataset}: {m.rows}")
@@ -43,31 +50,30 @@ def cmd_teach(args, teach: ModuleType):
 
 
 def cmd_assemble(args, assemble: ModuleType):
-    params = _params(args)
-    m = assemble.run(params, args.assembly, assemble.Plan.checked(params))
+    params, plan = _planned(args, assemble)
+    m = assemble.run(params, args.assembly, plan)
     print(f"assemble {args.assembly}: {m.stage2_rows} stage-2 rows, {m.stage1_rows} stage-1 rows, "
           f"{m.excluded_unparseable} excluded")
 
 
 def cmd_stage1(args, train: ModuleType):
-    params = _params(args)
-    train.run_stage1(params, args.run, train.Plan.checked(params))
+    params, plan = _planned(args, train)
+    train.run_stage1(params, args.run, plan)
 
 
 def cmd_stage2(args, train: ModuleType):
-    params = _params(args)
-    train.run_stage2(params, args.run, train.Plan.checked(params))
+    params, plan = _planned(args, train)
+    train.run_stage2(params, args.run, plan)
 
 
 def cmd_evaluate(args, evaluate: ModuleType):
-    params = _params(args)
-    m = evaluate.run(params, args.run, evaluate.Plan.checked(params))
+    params, plan = _planned(args, evaluate)
+    m = evaluate.run(params, args.run, plan)
     print(f"evaluate {args.run}: accuracy {m.accuracy:.4f} ({m.correct}/{m.total})")
 
 
 def cmd_report(args, report: ModuleType):
-    params = _params(args)
-    out = report.run(params, report.Plan.checked(params))
+    out = report.run(*_planned(args, report))
     print(f"report: wrote {', '.join(str(p) for p in out)}")
 
 

@@ -97,28 +97,20 @@ def cells(params: Params, table: str, omitted: bool = False) -> list[Cell]:
 
 def derive(params: Params) -> dict[str, Run]:
     """Every run of every table, by name, in the order the tables first name them."""
-    runs: dict[str, Run] = {}
-    for table in params.tables:
-        for cell in cells(params, table):
-            for run in cell.runs:
-                runs.setdefault(run.name, run)
-    return runs
+    return Plan(params).runs
 
 
 def tables_of(params: Params) -> dict[str, list[str]]:
     """Run name -> the tables it serves."""
-    out: dict[str, list[str]] = {}
-    for table in params.tables:
-        for cell in cells(params, table):
-            for run in cell.runs:
-                if table not in out.setdefault(run.name, []):
-                    out[run.name].append(table)
-    return out
+    return Plan(params).tables_of
 
 
 def plan(params: Params) -> dict:
     """The content of runs.yaml: assemblies, runs, and the two-stage runs (stage 1 iterates those)."""
-    runs = derive(params)
+    return _content(derive(params))
+
+
+def _content(runs: dict[str, Run]) -> dict:
     assemblies: dict[str, dict] = {}
     for r in runs.values():
         assemblies.setdefault(r.assembly.name, asdict(r.assembly))
@@ -131,7 +123,8 @@ def plan(params: Params) -> dict:
             "two_stage_runs": {n: entry(r) for n, r in runs.items() if r.two_stage}}
 
 
-def render(params: Params) -> str:
+def render(params: Params, runs: Optional[dict[str, Run]] = None) -> str:
+    """runs.yaml's text (``runs``: the params' runs, when the caller has derived them already)."""
     import io
 
     from ruamel.yaml import YAML
@@ -139,7 +132,7 @@ def render(params: Params) -> str:
     yaml = YAML()
     yaml.default_flow_style = False
     buf = io.StringIO()
-    yaml.dump(plan(params), buf)
+    yaml.dump(_content(derive(params) if runs is None else runs), buf)
     return HEADER + buf.getvalue()
 
 
@@ -151,21 +144,21 @@ def write_plan(params: Params, path: Path = RUNS_FILE) -> Path:
     return path
 
 
-def check_plan(params: Params, path: Path = RUNS_FILE) -> None:
+def check_plan(params: Params, path: Path = RUNS_FILE, runs: Optional[dict[str, Run]] = None) -> None:
     """A runs file that does not match params.yaml's tables means dvc.yaml iterates stale runs."""
     if not path.exists():
         raise PipelineError(f"{path}: missing; run `python -m pipeline plan` (it lists the runs of params.yaml's tables)")
-    if path.read_text(encoding="utf-8") != render(params):
+    if path.read_text(encoding="utf-8") != render(params, runs):
         raise PipelineError(f"{path}: out of date with the tables in params.yaml; run `python -m pipeline plan`, "
                             "then `dvc repro` (dvc.yaml iterates the runs it lists)")
 
 
 class Plan:
     """The plan of one process, built once from params and passed down: every table's cells (omitted
-    ones included), the runs by name, and the tables each run serves."""
+    ones included), the runs by name (in the order the tables first name them), and the tables each
+    run serves."""
 
     def __init__(self, params: Params):
-        self.params = params
         self.cells: dict[str, list[Cell]] = {t: cells(params, t, omitted=True) for t in params.tables}
         self.runs: dict[str, Run] = {}
         self.tables_of: dict[str, list[str]] = {}
@@ -179,8 +172,9 @@ class Plan:
     @classmethod
     def checked(cls, params: Params, path: Path = RUNS_FILE) -> "Plan":
         """The plan, after checking that runs.yaml (what dvc.yaml iterates) is in sync with it."""
-        check_plan(params, path)
-        return cls(params)
+        p = cls(params)
+        check_plan(params, path, p.runs)
+        return p
 
     def run(self, name: str) -> Run:
         if name not in self.runs:
@@ -193,10 +187,3 @@ class Plan:
                 return r.assembly
         raise PipelineError(f"assembly {name!r} is used by no run of params.yaml's tables (see runs.yaml)")
 
-
-def find_run(params: Params, name: str) -> Run:
-    return Plan(params).run(name)
-
-
-def find_assembly(params: Params, name: str) -> Assembly:
-    return Plan(params).assembly(name)

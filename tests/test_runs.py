@@ -10,7 +10,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from pipeline.core.errors import PipelineError
-from pipeline.runs import RUNS_FILE, cells, check_plan, derive, find_run, plan, render, tables_of, write_plan
+from pipeline.runs import RUNS_FILE, Plan, cells, check_plan, derive, plan, render, tables_of, write_plan
 from pipeline.core.spec import load_params
 from support import ROOT
 
@@ -63,7 +63,7 @@ def test_a_cell_two_tables_share_is_one_run_with_a_readable_name():
     n_cells = sum(len(c.runs) for t in p.tables for c in cells(p, t))
     assert len(runs) < n_cells  # shared cells are deduplicated
     assert len(set(runs)) == len(runs)
-    r = find_run(p, name)
+    r = Plan(p).run(name)
     assert (r.dataset, r.method, r.student, r.labels, r.cots, r.self_evals, r.seed) == (
         "svamp", "cot5_se", "base", "teacher", 5, 5, 42)
     assert r.assembly.name == "svamp-teacher-k5-m5" and r.two_stage
@@ -116,7 +116,7 @@ def test_stale_or_missing_runs_file_is_one_clear_error(tmp_path):
 def test_unknown_run_is_one_clear_error():
     p = load_params(ROOT / "profiles" / "offline.yaml")
     with pytest.raises(PipelineError, match="in no table"):
-        find_run(p, "svamp-nope-base-teacher-k5-m5-s42")
+        Plan(p).run("svamp-nope-base-teacher-k5-m5-s42")
 
 
 # --------------------------------------------------------------------------- bad tables
