@@ -108,11 +108,11 @@ def test_b_an_empty_base_url_is_unset_for_the_client_and_the_journal_alike(monke
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-local")
     assert endpoint_url() == client_base_url() == DEFAULT_BASE_URL  # the journal key, the metrics, the client
     assert host_port() == "api.openai.com:443" and "OPENAI_BASE_URL is unset or empty" in where()
-    client = make_client(OpenAITeacher(backend="openai"))
+    client = make_client(OpenAITeacher(backend="openai", model="gpt-4o-mini"))
     assert str(client.base_url).rstrip("/") == DEFAULT_BASE_URL  # not '', which failed with UnsupportedProtocol
     monkeypatch.setenv("OPENAI_BASE_URL", " http://127.0.0.1:8000/v1/ ")
     assert endpoint_url() == "http://127.0.0.1:8000/v1"
-    assert str(make_client(OpenAITeacher(backend="openai")).base_url).rstrip("/") == endpoint_url()
+    assert str(make_client(OpenAITeacher(backend="openai", model="gpt-4o-mini")).base_url).rstrip("/") == endpoint_url()
 
 
 @needs_svamp

@@ -86,16 +86,28 @@ class ReplayFiles(Strict):
 
 class ReplayTeacher(Strict):
     backend: Literal["replay"]
+    description: str = Field("", description="what this teacher is and where its recorded outputs come from")
     sources: list[ReplayFiles] = Field(
         min_length=1, description="merged in order: a question's CoTs are concatenated"
     )
 
 
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class OpenAITeacher(Strict):
-    """A live teacher on any OpenAI-compatible endpoint (key and base URL from the environment)."""
+    """A live teacher on any OpenAI-compatible endpoint: its base URL (``base_url``, else the
+    ``OPENAI_BASE_URL`` environment variable, else OpenAI's) and the *name* of the environment
+    variable that holds its key (the key itself is never in params)."""
 
     backend: Literal["openai"]
-    model: str = "gpt-3.5-turbo"
+    description: str = Field("", description="what this teacher is (model family, size, who serves it, when it was chosen)")
+    model: str = Field(description="the model name the endpoint serves (models are retired: the paper's gpt-3.5-turbo "
+                       "was shut down on 2026-10-23)")
+    base_url: Optional[str] = Field(None, description="the endpoint, e.g. http://localhost:8000/v1 for `vllm serve`; "
+                                    "none: OPENAI_BASE_URL, else https://api.openai.com/v1. No credentials here: "
+                                    "the key comes from api_key_env")
+    api_key_env: str = Field("OPENAI_API_KEY", description="the name of the environment variable holding the key")
     cots: int = Field(5, ge=1, description="k sampled CoTs per question")
     self_evals: int = Field(5, ge=0, description="m self-evaluations per CoT (train split)")
     temperature: float = Field(0.7, ge=0, le=2)
@@ -112,6 +124,32 @@ class OpenAITeacher(Strict):
     price_per_1m_output: float = Field(1.5, ge=0)
     budget_usd: Optional[float] = Field(None, gt=0)
     journal: str = Field("data/teacher_journal.sqlite", description="response cache (kept out of git)")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, v: Optional[str]) -> Optional[str]:
+        from urllib.parse import urlsplit
+
+        if v is None:
+            return v
+        try:
+            u = urlsplit(v)
+            ok = u.scheme in ("http", "https") and bool(u.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{v!r} is not an http(s) URL, e.g. http://localhost:8000/v1")
+        if u.username or u.password:
+            raise ValueError("credentials in the URL would be written to params and dvc.lock: put the key in the "
+                             "variable named by api_key_env")
+        return v
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name (the NAME of the variable, never the key)")
+        return v
 
 
 Teacher = Annotated[Union[ReplayTeacher, OpenAITeacher], Field(discriminator="backend")]
