@@ -62,9 +62,9 @@ class Server:
 
 def throughput(server: Server, journal: Journal, concurrency: int, n: int, tag: str) -> float:
     os.environ["OPENAI_BASE_URL"] = server.base_url
-    endpoint = ob.endpoint_url()
     teacher = OpenAITeacher(backend="openai", model="bench", concurrency=concurrency, max_tokens=64,
                             cots=1, self_evals=0, max_retries=2, timeout_s=30)
+    endpoint = ob.endpoint_url(teacher)
     params = {"temperature": teacher.temperature, "max_tokens": teacher.max_tokens}
     groups = []
     for i in range(n):

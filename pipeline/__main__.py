@@ -44,9 +44,19 @@ def cmd_prepare(args, prepare: ModuleType):
 
 
 def cmd_teach(args, teach: ModuleType):
-    m = teach.run(_params(args), args.dataset)
+    params = _params(args)
+    name = args.teacher or teach.dataset_spec(params, args.dataset).teacher
+    m = teach.run(params, args.dataset, name)
     for split, s in m.splits.items():
-        print(f"teach {args.dataset}/{split}: {teach.summary(s)}")
+        print(f"teach {args.dataset}/{name}/{split}: {teach.summary(s)}")
+
+
+def cmd_compare(args, compare: ModuleType):
+    c = compare.run(_params(args), args.dataset)
+    figures = ", ".join(f"{t} {'n/a' if v.accuracy is None else f'{100 * v.accuracy:.2f}%'}"
+                        + (" (CoTs selected by gold)" if v.selected_by_gold else "") for t, v in c.teachers.items())
+    print(f"compare {args.dataset}: first-CoT accuracy on the {c.questions} {c.split or '-'} questions every teacher "
+          f"answered: {figures}")
 
 
 def cmd_assemble(args, assemble: ModuleType):
@@ -102,7 +112,8 @@ def cmd_use_profile(args, profiles: ModuleType):
 
 
 def cmd_estimate(args, teach: ModuleType):
-    teach.estimate(_params(args), args.dataset)
+    params = _params(args)
+    teach.estimate(params, args.dataset, args.teacher or teach.dataset_spec(params, args.dataset).teacher)
 
 
 @dataclass(frozen=True)
@@ -112,11 +123,15 @@ class Command:
     help: str
     needs: tuple[str, ...] = ()  # required options (--dataset D)
     target: str = ""  # a positional argument: the assembly or run (runs.yaml) the command builds
+    options: tuple[str, ...] = ()  # optional options (--teacher T: default, the dataset's default teacher)
 
 
 COMMANDS: dict[str, Command] = {
     "prepare": Command("pipeline.stages.prepare", cmd_prepare, "canonical examples per split", ("dataset",)),
-    "teach": Command("pipeline.stages.teach", cmd_teach, "teacher records (replay or live teacher)", ("dataset",)),
+    "teach": Command("pipeline.stages.teach", cmd_teach, "teacher records of one (dataset, teacher)", ("dataset",),
+                     options=("teacher",)),
+    "compare": Command("pipeline.stages.compare", cmd_compare, "a dataset's teachers on the questions they all answered",
+                       ("dataset",)),
     "assemble": Command("pipeline.stages.assemble", cmd_assemble, "training rows of one assembly (runs.yaml)", target="assembly"),
     "stage1": Command("pipeline.stages.train", cmd_stage1, "stage 1 of a two-stage run: train on self-evaluations", target="run"),
     "stage2": Command("pipeline.stages.train", cmd_stage2, "stage 2 (or the only stage) of a run: train on CoTs / labels",
@@ -126,7 +141,8 @@ COMMANDS: dict[str, Command] = {
                       "every table and figure from the metrics files; each run to MLflow, once"),
     "plan": Command("pipeline.runs", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),
     "estimate": Command("pipeline.stages.teach", cmd_estimate,
-                        "requests, tokens and cost of the live teacher, before sending anything", ("dataset",)),
+                        "requests, tokens and cost of a live teacher, before sending anything", ("dataset",),
+                        options=("teacher",)),
     "schemas": Command("pipeline.schemas", cmd_schemas, "regenerate schemas/*.schema.json from the models"),
     "validate": Command("pipeline.runs", cmd_validate, "validate params.yaml (and check runs.yaml is in sync)"),
     "use-profile": Command("pipeline.profiles", cmd_use_profile, "copy profiles/<name>.yaml over params.yaml"),
@@ -141,6 +157,8 @@ def main(argv=None) -> int:
         p = sub.add_parser(name, help=c.help)
         for n in c.needs:
             p.add_argument(f"--{n}", required=True)
+        for n in c.options:
+            p.add_argument(f"--{n}", default=None, help=f"default: the dataset's default {n}")
         if c.target:  # positional: `--run` would clash with torchrun's own `--run-path` (argparse prefixes)
             p.add_argument(c.target, help=f"the {c.target}'s name, as runs.yaml lists it")
         if name == "use-profile":

@@ -1,11 +1,13 @@
 """A small OpenAI-compatible chat-completions server for tests, benchmarks and dry runs.
 
-Serves ``POST /v1/chat/completions`` (``n`` and ``usage`` included) with deterministic answers built
+Serves ``POST /v1/chat/completions`` (``n``, ``usage``, ``model`` and ``system_fingerprint`` included) and,
+when asked to (``served_models``), ``GET /v1/models``, with deterministic answers built
 from the prompt: a chain of thought ending ``The answer is (a + b).`` for SVAMP, ``So the answer is
 (x) choice.`` for CommonsenseQA, ``So the answer is <label>.`` for ANLI, and a self-evaluation ending
 ``Evaluation result: the given answer is <verdict>.`` for self-evaluation prompts. It counts every
 request and can inject faults: 429s, 500s, slow responses, unparseable outputs, an endpoint
-that ignores or rejects ``n``, and a server that dies mid-run (``go_down``). Loopback only.
+that ignores or rejects ``n``, a retired model (answered exactly as OpenAI answers it), no model
+list, and a server that dies mid-run (``go_down``). Loopback only.
 
 In tests::
 
@@ -51,21 +53,31 @@ class FaultConfig:
     retry_after_ms: Optional[int] = 10  # `retry-after-ms` header on error answers (None: no header)
     slow_first: int = 0  # the first `slow_first` requests sleep `slow_s` (beyond the client timeout)
     slow_s: float = 5.0
+    slow_every: int = 0  # also every Nth request sleeps `slow_s` (0: none); a slow answer is still billed
     garbage_every: int = 0  # every Nth choice served is an unparseable answer (0: never)
     usage: bool = True  # include `usage` in answers
     echo_auth: bool = False  # error answers quote the Authorization header (a careless server leaking the key)
+    error_message: Optional[str] = None  # the message of every error answer (None: the default ones)
+    error_headers: dict = field(default_factory=dict)  # extra headers on error answers, e.g. x-should-retry
+    served_models: Optional[list] = None  # GET /v1/models lists these (None: no model list, see models_status)
+    models_status: int = 404  # GET /v1/models without served_models: this status (200: a body that is no list)
+    retired_models: list = field(default_factory=list)  # completions for these: 404 model_not_found, as OpenAI
+    answer_model: Optional[str] = None  # `model` of the answers (None: the model asked for)
+    system_fingerprint: Optional[str] = "fp_fake0001"  # of the answers (None: left out)
 
 
 @dataclass
 class Stats:
     requests: int = 0  # every POST, retries included
+    models_requests: int = 0  # GET /v1/models
     ok: int = 0  # requests answered 200
     errors: dict = field(default_factory=dict)  # status -> count
     choices: int = 0  # choices served in 200 answers
     garbage: int = 0  # unparseable choices served
     slow: int = 0
-    log: list = field(default_factory=list)  # one dict per 200 answer: hash, n, choices, kind, auth
+    log: list = field(default_factory=list)  # one dict per 200 answer: hash, n, choices, kind, usage, ...
     auth: set = field(default_factory=set)  # Authorization headers seen
+    models: set = field(default_factory=set)  # `model` of the completion requests seen
 
 
 # --------------------------------------------------------------------------- deterministic answers
@@ -137,6 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         if self._gone():
             return
+        if self.path.rstrip("/") == "/v1/models":
+            self._models()
+            return
         if self.path.rstrip("/") != "/stats":
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -146,6 +161,21 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"requests": st.requests, "ok": st.ok, "errors": {str(k): v for k, v in st.errors.items()},
                     "choices": st.choices, "garbage": st.garbage, "slow": st.slow}
         self._send(200, body)
+
+    def _models(self) -> None:
+        fake = self.server.fake
+        cfg = fake.config
+        with fake.lock:
+            fake.stats.models_requests += 1
+        if cfg.served_models is not None:
+            self._send(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 1700000000,
+                                                         "owned_by": "system"} for m in cfg.served_models]})
+        elif cfg.models_status == 200:
+            self._send(200, {"status": "ok", "hint": "this is not a model list"})
+        else:
+            msg = cfg.error_message or f"no route {self.path}"
+            self._send(cfg.models_status, {"error": {"message": msg, "type": "invalid_request_error", "param": None,
+                                                     "code": None}}, cfg.error_headers)
 
     def _gone(self) -> bool:
         """After ``go_down``: close the connection without an answer, like a server that died."""
@@ -176,8 +206,18 @@ class _Handler(BaseHTTPRequestHandler):
             st.requests += 1
             seq = st.requests
             st.auth.add(self.headers.get("Authorization", ""))
+            st.models.add(body.get("model"))
+            retired = body.get("model") in cfg.retired_models
+            if retired:
+                st.errors[404] = st.errors.get(404, 0) + 1
+        if retired:  # word for word what OpenAI answers for a model it no longer serves
+            self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist or you do not have "
+                                                  "access to it.", "type": "invalid_request_error", "param": None,
+                                       "code": "model_not_found"}}, cfg.error_headers)
+            return
+        with fake.lock:
             fail = seq <= cfg.status_first or (cfg.status_after is not None and st.ok >= cfg.status_after)
-            slow = not fail and st.slow < cfg.slow_first
+            slow = not fail and (st.slow < cfg.slow_first or bool(cfg.slow_every and seq % cfg.slow_every == 0))
             if slow:
                 st.slow += 1
             reject_n = not fail and n > 1 and cfg.n_mode == "reject"
@@ -186,7 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
                 st.errors[code] = st.errors.get(code, 0) + 1
         if fail or reject_n:
             headers = {"retry-after-ms": str(cfg.retry_after_ms)} if (fail and cfg.retry_after_ms is not None) else {}
-            msg = "injected failure" if fail else "n > 1 is not supported by this endpoint"
+            headers.update(cfg.error_headers)
+            msg = cfg.error_message or ("injected failure" if fail else "n > 1 is not supported by this endpoint")
             if cfg.echo_auth:
                 msg += f" (request had Authorization: {self.headers.get('Authorization')})"
             self._send(code, {"error": {"message": msg, "type": "server_error" if fail else "invalid_request_error",
@@ -194,6 +235,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         time.sleep(cfg.slow_s if slow else cfg.latency)
         served = 1 if cfg.n_mode == "ignore" else n
+        prompt_tokens = max(1, len(prompt) // 4)
         choices = []
         with fake.lock:
             for i in range(served):
@@ -205,14 +247,16 @@ class _Handler(BaseHTTPRequestHandler):
                     text = answer_for(prompt, i)
                 choices.append({"index": i, "message": {"role": "assistant", "content": text},
                                 "finish_reason": "stop", "logprobs": None})
+            completion_tokens = sum(max(1, len(c["message"]["content"]) // 4) for c in choices)
             st.ok += 1
             st.log.append({"hash": messages_hash(messages), "n": n, "choices": served, "kind": _kind(prompt),
                            "max_tokens": body.get("max_tokens"), "temperature": body.get("temperature"),
-                           "stop": body.get("stop"), "slow": slow})
-        prompt_tokens = max(1, len(prompt) // 4)
-        completion_tokens = sum(max(1, len(c["message"]["content"]) // 4) for c in choices)
+                           "stop": body.get("stop"), "slow": slow, "model": body.get("model"),
+                           "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens})
         out = {"id": f"chatcmpl-fake-{seq}", "object": "chat.completion", "created": int(time.time()),
-               "model": body.get("model", "fake"), "choices": choices}
+               "model": cfg.answer_model or body.get("model", "fake"), "choices": choices}
+        if cfg.system_fingerprint is not None:
+            out["system_fingerprint"] = cfg.system_fingerprint
         if cfg.usage:
             out["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                             "total_tokens": prompt_tokens + completion_tokens}

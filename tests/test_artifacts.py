@@ -137,14 +137,15 @@ def test_read_json_corrupt(tmp_path):
 from pipeline.core.artifacts import read_model, read_records, schema_name, write_model, write_records  # noqa: E402
 from pipeline.core.records import (  # noqa: E402
     AssembleMetrics, CoT, EvalMetrics, Evaluation, Example, PrepareMetrics, Prediction, SelectionPoint, TeacherRecord,
-    TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep, artifact_models,
+    TeacherComparison, TeacherOnCommon, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep,
+    VerdictCounts, artifact_models,
 )
 
 _POINT = SelectionPoint(step=4, epoch=0.5, valid_accuracy=0.25, test_accuracy=None)
 _LOG = TrainingLog(
-    run="svamp-cot5_se-base-teacher-k5-m5-s42", dataset="svamp", method="cot5_se", student="base", labels="teacher", cots=5, self_evals=5, seed=42,
+    run="svamp-gpt35-cot5_se-base-teacher-k5-m5-s42", dataset="svamp", teacher="gpt35", method="cot5_se", student="base", labels="teacher", cots=5, self_evals=5, seed=42,
     started_at=1.7e9, finished_at=1.7e9 + 2, stage="stage2", device="cpu", precision="fp32", forward="separate",
-    parameters=1234, init="models/svamp-cot5_se-base-teacher-k5-m5-s42/stage1", world_size=1, rows=10, epochs=1.0, steps=8, seconds=1.5,
+    parameters=1234, init="models/svamp-gpt35-cot5_se-base-teacher-k5-m5-s42/stage1", world_size=1, rows=10, epochs=1.0, steps=8, seconds=1.5,
     examples_per_s=53.3, resumed_from_step=0, verdict_agreement=None, verdict_rows=0,
     history=[TrainStep(step=4, epoch=0.5, loss=2.5, pred_loss=2.0, expl_loss=3.0, lr=1e-3, examples=4),
              TrainStep(step=8, epoch=1.0, loss=float("nan"), pred_loss=1.0, expl_loss=None, lr=0.0, examples=2)],
@@ -167,12 +168,16 @@ RECORDS = {
 MODELS = [
     PrepareMetrics(dataset="svamp", rows={"train": 3, "valid": 1, "test": 2}, source_rows={"train": 4, "test": 2},
                    valid_carved_from_train=True),
-    TeachMetrics(dataset="svamp", backend="replay", splits={"train": TeachSplitMetrics(
+    TeachMetrics(dataset="svamp", teacher="gpt35", backend="replay", splits={"train": TeachSplitMetrics(
         questions=2, questions_with_cots=1, cots=2, parsed=1, parse_rate=0.5, accuracy=1.0, correct=1,
-        cot_accuracy=0.5, evaluations=1, verdicts={"correct": 1}, verdict_agreement=1.0)}),
-    AssembleMetrics(assembly="svamp-teacher-k5-m0", dataset="svamp", labels="teacher", cots=5, self_evals=0, questions=2, stage2_rows=1, stage1_rows=1, valid_rows=1,
+        cot_accuracy=0.5, evaluations=1, verdicts={"correct": 1}, verdict_agreement=1.0)},
+        verdicts=VerdictCounts(on_correct={"correct": 1}, on_wrong={}, wrong_precision=None, wrong_recall=None,
+                               agreement=1.0)),
+    TeacherComparison(dataset="svamp", split="train", questions=1, split_questions=2, teachers={"gpt35": TeacherOnCommon(
+        accuracy=1.0, parse_rate=0.5, cot_accuracy=0.5, cots=2, answered=1, selected_by_gold=False)}),
+    AssembleMetrics(assembly="svamp-gpt35-teacher-k5-m0", dataset="svamp", teacher="gpt35", labels="teacher", cots=5, self_evals=0, questions=2, stage2_rows=1, stage1_rows=1, valid_rows=1,
                     excluded_unparseable=1, excluded_unparseable_evaluations=0, questions_without_cots=1),
-    EvalMetrics(run="svamp-cot5-base-teacher-k5-m0-s42", dataset="svamp", method="cot5", student="base", labels="teacher", cots=5, self_evals=0, seed=42, started_at=1.7e9, finished_at=1.7e9 + 1, split="test", accuracy=0.5, correct=1, total=2),
+    EvalMetrics(run="svamp-gpt35-cot5-base-teacher-k5-m0-s42", dataset="svamp", teacher="gpt35", method="cot5", student="base", labels="teacher", cots=5, self_evals=0, seed=42, started_at=1.7e9, finished_at=1.7e9 + 1, split="test", accuracy=0.5, correct=1, total=2),
     _LOG,
 ]
 

@@ -78,7 +78,7 @@ def test_unknown_dataset(cli_project):
 
 def _short_teacher(d):
     # train_CoT_1 forgotten: 500 outputs for the 800-row train split
-    d["datasets"]["svamp_dss"]["teacher"]["sources"][0]["files"]["train"] = [str(DATA / "svamp" / "palm" / "train_CoT_0.json")]
+    d["datasets"]["svamp_dss"]["teachers"]["palm"]["sources"][0]["files"]["train"] = [str(DATA / "svamp" / "palm" / "train_CoT_0.json")]
 
 
 def test_teacher_length_mismatch(cli_project):
@@ -104,7 +104,7 @@ def test_failed_stage_leaves_earlier_outputs_untouched(cli_project):
 
     assert snapshot(cli_project / "data") == before  # prepared files: same bytes, same mtimes, nothing new
     assert snapshot(cli_project / "metrics") == metrics_before
-    assert not (cli_project / "data" / "teacher" / "svamp_dss" / "train.jsonl").exists()
+    assert not (cli_project / "data" / "teacher" / "svamp_dss" / "palm" / "train.jsonl").exists()
     assert not list((cli_project / "data").rglob("*.tmp"))
 
 
@@ -112,6 +112,6 @@ def test_teach_succeeds_after_fix(cli_project):
     """The control for the failure tests above: the unmodified copy runs prepare and teach."""
     ok(cli(cli_project, "prepare", "--dataset", "svamp_dss"))
     r = ok(cli(cli_project, "teach", "--dataset", "svamp_dss"))
-    assert "teach svamp_dss/test: 200 questions" in r.stdout
+    assert "teach svamp_dss/palm/test: 200 questions" in r.stdout
     assert "first CoT correct 148/200 questions with CoTs (74.00%)" in r.stdout  # the PaLM reference accuracy on test
-    assert (cli_project / "data" / "teacher" / "svamp_dss" / "train.jsonl").exists()
+    assert (cli_project / "data" / "teacher" / "svamp_dss" / "palm" / "train.jsonl").exists()

@@ -62,7 +62,7 @@ for forward in ("separate", "joint"):
         "steps": res.steps, "examples": res.examples, "model": weights_hash(model), "eval_hashes": stub.hashes}))
 '''
 
-RUN = "cqa-cot1-base-teacher-k1-m0-s42"  # cot1 on CQA in the offline profile's tables (runs.yaml)
+RUN = "cqa-palm-cot1-base-teacher-k1-m0-s42"  # cot1 on CQA in the offline profile's tables (runs.yaml)
 
 
 def free_port() -> int:
@@ -193,7 +193,7 @@ def _tiny_ddp(doc):
 def test_torchrun_train_stage_finishes_on_two_processes(cli_project):
     edit_params(cli_project, _tiny_ddp)
     for stage in (["prepare", "--dataset", "cqa"], ["teach", "--dataset", "cqa"],
-                  ["assemble", "cqa-teacher-k1-m0"]):
+                  ["assemble", "cqa-palm-teacher-k1-m0"]):
         ok(cli(cli_project, *stage))
     env = dict(os.environ, DVC_ROOT=str(cli_project), PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1")
     env.pop("MLFLOW_TRACKING_URI", None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.spec import DatasetSpec, LocalSource, load_params
+from pipeline.core.spec import LocalSource, Params, load_params
 from pipeline.stages import prepare, teach
 from pipeline.sources import assign_ids, load
 from support.examples import as_examples
@@ -47,8 +47,11 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
 
 
 def params_with(dataset: str, spec: dict):
-    params = load_params(ROOT / "profiles" / "offline.yaml")
-    return params.model_copy(update={"datasets": {**params.datasets, dataset: DatasetSpec.model_validate(spec)}})
+    """The offline params plus ``dataset``, whose teacher ``rec`` replays the files of ``spec['teacher']``."""
+    doc = load_params(ROOT / "profiles" / "offline.yaml").model_dump(mode="json", exclude_unset=True)
+    doc["teachers"]["rec"] = {"backend": "replay"}
+    doc["datasets"][dataset] = {**spec, "teacher": "rec", "teachers": {"rec": spec["teacher"]}}
+    return Params.model_validate(doc)
 
 
 def read_split(base: Path, kind: str, dataset: str, split: str) -> list[dict]:
@@ -102,12 +105,12 @@ def test_dss_file_with_repeated_questions_keeps_every_rows_teacher_output(tmp_pa
     repeated = {" ".join(question(i).lower().split()) for i in REPEATS.values()}
     assert {q for q in repeated if side[q] == {"valid"}}, "the seed puts no repeated question in valid: pick another"
 
-    metrics = teach.run(params, "dup")
+    metrics = teach.run(params, "dup", "rec")
     for split, exs in examples.items():
         m = metrics.splits[split]
         assert m.questions_with_cots == m.questions == len(exs)
         assert m.unmatched_source_rows == 0
-        recs = read_split(tmp_path, "teacher", "dup", split)
+        recs = read_split(tmp_path, "teacher", "dup/rec", split)
         assert [r["id"] for r in recs] == [e["id"] for e in exs]
         source = rows if split != "test" else test_rows
         for ex, rec in zip(exs, recs):  # every row has its own row's output, correct
@@ -131,10 +134,10 @@ def test_text_matched_teacher_gives_every_copy_its_outputs(tmp_path, monkeypatch
             {"format": "mcckd", "files": {"train": [str(path)]}, "parse": "lenient"}]}})
     monkeypatch.chdir(tmp_path)
     assert prepare.run(params, "dupm").duplicate_questions == len(REPEATS)
-    metrics = teach.run(params, "dupm")
+    metrics = teach.run(params, "dupm", "rec")
     for split in ("train", "valid"):
         exs = read_split(tmp_path, "prepared", "dupm", split)
-        recs = read_split(tmp_path, "teacher", "dupm", split)
+        recs = read_split(tmp_path, "teacher", "dupm/rec", split)
         assert metrics.splits[split].questions_with_cots == len(exs)
         for ex, rec in zip(exs, recs):
             assert [c["text"] for c in rec["cots"]] == rows[ex["index"]]["output"]

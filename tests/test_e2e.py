@@ -23,11 +23,11 @@ from support.e2e import copy_project, ran_stages, sh
 pytestmark = pytest.mark.e2e
 
 MAIN = ("standard_kd", "cot5", "cot5_se")
-RUNS = {"svamp-standard_kd-base-teacher-k0-m0-s42", "svamp-cot5-base-teacher-k5-m0-s42",
-        "svamp-cot5_se-base-teacher-k5-m5-s42", "svamp-cot5-base-teacher-k1-m0-s42"}
-K3 = "svamp-cot5-base-teacher-k3-m0-s42"
+RUNS = {"svamp-gpt35-standard_kd-base-teacher-k0-m0-s42", "svamp-gpt35-cot5-base-teacher-k5-m0-s42",
+        "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42", "svamp-gpt35-cot5-base-teacher-k1-m0-s42"}
+K3 = "svamp-gpt35-cot5-base-teacher-k3-m0-s42"
 #: `dvc exp show` narrowed to the headline cells of some tables (README, "Comparing runs")
-EXP_SHOW = ["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"^(Experiment|rev|Created)$|^(main|cots|teacher)\..*/"]
+EXP_SHOW = ["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"^(Experiment|rev|Created)$|^(main|cots|teachers)\..*/"]
 
 
 def tiny_params(path: Path) -> None:
@@ -39,6 +39,11 @@ def tiny_params(path: Path) -> None:
     # validation split (one tree-dump question is there): the step cap keeps training short
     for d in ("svamp_dss", "anli1"):
         del p["datasets"][d]
+    # two of svamp's recorded teachers (the paper's gpt-3.5-turbo and GPT-4o) and CQA's PaLM
+    del p["datasets"]["svamp"]["teachers"]["gemini"]
+    for t in ("gemini", "llama"):
+        p["datasets"]["cqa"]["teachers"].pop(t, None)
+        del p["teachers"][t]
     p["datasets"]["cqa"]["limit"] = {"train": 24, "valid": 8}
     p["train"]["max_steps"] = 3
     p["train"]["select_max_new_tokens"] = 8
@@ -50,8 +55,10 @@ def tiny_params(path: Path) -> None:
         "cots": {"title": "#CoTs", "paper": "number of CoTs", "rows": "method", "cols": "cots",
                  "values": {"method": ["cot5"], "cots": [1, 5]}, "fixed": {"dataset": "svamp", "student": "base"},
                  "show": "line"},
-        "teacher": {"title": "teacher", "rows": "dataset", "values": {"dataset": ["svamp", "cqa"]},
-                    "metric": ["teacher_accuracy", "teacher_parse_rate"]},
+        "teachers": {"title": "teachers", "rows": "teacher", "cols": "dataset",
+                     "values": {"teacher": ["gpt35", "gpt4o", "palm"], "dataset": ["svamp", "cqa"]},
+                     "omit": [{"dataset": "svamp", "teacher": "palm"}, {"dataset": "cqa", "teacher": ["gpt35", "gpt4o"]}],
+                     "metric": ["teacher_accuracy", "teacher_parse_rate"]},
     }
     with open(path, "w") as f:
         yaml.dump(p, f)
@@ -77,18 +84,18 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     stages = ran_stages(first.stdout)
     assert {f"stage2@{r}" for r in RUNS} | {f"evaluate@{r}" for r in RUNS} <= set(stages)
     assert len([s for s in stages if s.startswith("stage2@")]) == len(RUNS)  # the shared k=5 cell is one run
-    se = "svamp-cot5_se-base-teacher-k5-m5-s42"
+    se = "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42"
     assert stages.index(f"stage1@{se}") < stages.index(f"stage2@{se}") < stages.index(f"evaluate@{se}")
     assert stages[-1] == "report"
 
     # the teacher: the MCC-KD CoTs (10 per question) and the tree dump's 2 x 5 x 5 self-evaluations
-    tr = json.loads((proj / "metrics/teach/svamp.json").read_text())["splits"]["train"]
+    tr = json.loads((proj / "metrics/teach/svamp/gpt35.json").read_text())["splits"]["train"]
     assert tr["questions"] == 700 and tr["cots"] == 7010 and tr["evaluations"] == 50
-    asm = json.loads((proj / "metrics/assemble/svamp-teacher-k5-m5.json").read_text())
+    asm = json.loads((proj / "metrics/assemble/svamp-gpt35-teacher-k5-m5.json").read_text())
     assert asm["stage1_rows"] == 50 and asm["stage1_valid_rows"] == 25 and asm["stage2_rows"] > 3000
 
     # every table and figure, and the headline metrics
-    for t in ("main", "cots", "teacher"):
+    for t in ("main", "cots", "teachers"):
         assert (proj / f"reports/tables/{t}.md").exists() and (proj / f"reports/tables/{t}.csv").exists(), t
     assert (proj / "reports/figures/cots.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     fig = _csv(proj / "reports/figures/cots.csv")
@@ -96,7 +103,11 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     main = {(r["row"], r["col"]): r for r in _csv(proj / "reports/tables/main.csv")}
     assert set(main) == {(m, "svamp") for m in MAIN} and all(r["status"] == "ok" for r in main.values())
     head = json.loads((proj / "metrics/headline.json").read_text())
-    assert set(head) == {"main", "cots", "teacher"}
+    assert set(head) == {"main", "cots", "teachers"}
+    # the teachers on the same questions: the 487 SVAMP train questions GPT-4o's files cover
+    compared = json.loads((proj / "metrics/teachers/svamp.json").read_text())
+    assert (compared["split"], compared["questions"]) == ("train", 487) and compared["teachers"]["gpt4o"]["selected_by_gold"]
+    assert head["teachers"]["gpt35/svamp teacher_accuracy"] == pytest.approx(100 * compared["teachers"]["gpt35"]["accuracy"])
     assert head["cots"]["cot5/5"] == head["main"]["cot5/svamp"] is not None  # one run serves both cells
     ev = json.loads((proj / f"metrics/evaluate/{se}.json").read_text())
     assert ev["total"] == 24 and "selected_step" not in ev  # the selection lives in the training logs alone
@@ -134,7 +145,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
         return next(o["md5"] for o in lock[stage]["outs"] if o["path"] == path)
 
     assert {i.dataset.digest for i in parent.inputs.dataset_inputs} == {
-        lock_md5("assemble@svamp-teacher-k5-m5", "data/assembled/svamp-teacher-k5-m5"),
+        lock_md5("assemble@svamp-gpt35-teacher-k5-m5", "data/assembled/svamp-gpt35-teacher-k5-m5"),
         lock_md5("prepare@svamp", "data/prepared/svamp")}
 
     # a second repro re-runs nothing
@@ -148,7 +159,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
         yaml.dump(p, f)
     sh([sys.executable, "-m", "pipeline", "plan"], proj)
     ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
-    assert sorted(ran) == sorted(["assemble@svamp-teacher-k3-m0", f"stage2@{K3}", f"evaluate@{K3}", "report"]), ran
+    assert sorted(ran) == sorted(["assemble@svamp-gpt35-teacher-k3-m0", f"stage2@{K3}", f"evaluate@{K3}", "report"]), ran
     assert json.loads((proj / "metrics/headline.json").read_text())["cots"]["cot5/3"] is not None
     ids2 = json.loads((proj / "metrics/mlflow_runs.json").read_text())
     assert ids2 == {**ids, K3: ids2[K3]}  # the report logged the new run only; the others are found by fingerprint
@@ -171,9 +182,9 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     clone = proj.parent / "clone"
     sh(["git", "clone", "-q", str(proj), str(clone)], proj.parent)
     sh(["dvc", "remote", "add", "--local", "-f", "-d", "e2e", str(remote)], clone)
-    assert not (clone / "data/teacher/svamp/train.jsonl").exists()
+    assert not (clone / "data/teacher/svamp/gpt35/train.jsonl").exists()
     sh(["dvc", "pull"], clone)
-    for f in ("data/teacher/svamp/train.jsonl", "data/teacher/cqa/test.jsonl"):
+    for f in ("data/teacher/svamp/gpt35/train.jsonl", "data/teacher/cqa/palm/test.jsonl"):
         assert (clone / f).read_bytes() == (proj / f).read_bytes(), f
     assert ran_stages(sh(["dvc", "repro"], clone).stdout) == []  # nothing to recompute, the teacher least of all
 
@@ -298,7 +309,7 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     ran = set(ran_stages(out))
     print("scorer probe re-ran:", sorted(ran))
     assert ran == want, out
-    assert {"prepare@svamp", "teach@svamp"} <= ran
+    assert {"prepare@svamp", "teach@svamp-gpt35"} <= ran
     for run in RUNS | {K3}:
         ev = json.loads((proj / f"metrics/evaluate/{run}.json").read_text())
         assert ev["accuracy"] == 1.0 and ev["correct"] == ev["total"] == 24, (run, ev)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 SENTINEL = "sk-sentinel-e2e-0123456789abcdefghijklmnop"
 
 
-RUN, ASM = "svamp-cot5_se-base-teacher-k2-m2-s42", "svamp-teacher-k2-m2"
+RUN, ASM = "svamp-live-cot5_se-base-teacher-k2-m2-s42", "svamp-live-teacher-k2-m2"
 
 
 def _setup(base: Path) -> Path:
@@ -28,10 +28,11 @@ def _setup(base: Path) -> Path:
     p = yaml.load((proj / "profiles/offline.yaml").read_text())
     svamp = p["datasets"]["svamp"]
     svamp["limit"] = {"train": 12, "valid": 4, "test": 4}
-    svamp["teacher"] = {"backend": "openai", "model": "fake-gpt", "cots": 2, "self_evals": 2, "temperature": 0.7,
-                        "max_tokens": 256, "splits": ["train", "valid", "test"], "self_eval_splits": ["train", "valid"],
-                        "concurrency": 8, "timeout_s": 10.0, "max_retries": 2, "budget_usd": 5.0,
-                        "journal": "data/teacher_journal.sqlite"}
+    p["teachers"] = {"live": {"backend": "openai", "model": "fake-gpt", "cots": 2, "self_evals": 2, "temperature": 0.7,
+                              "max_tokens": 256, "splits": ["train", "valid", "test"],
+                              "self_eval_splits": ["train", "valid"], "concurrency": 8, "timeout_s": 10.0,
+                              "max_retries": 2, "budget_usd": 5.0, "journal": "data/teacher_journal.sqlite"}}
+    svamp["teacher"], svamp["teachers"] = "live", {"live": {}}
     p["datasets"] = {"svamp": svamp}
     p["methods"]["cot5_se"]["cots"] = 2
     p["methods"]["cot5_se"]["self_evals"] = 2
@@ -63,19 +64,19 @@ def test_dvc_repro_with_a_live_teacher(tmp_path):
         subprocess.run(["git", "init", "-q"], cwd=proj, check=True)
         out = _run(["dvc", "repro"], proj, srv.base_url)
         stages = ran_stages(out.stdout)
-        for s in ("teach@svamp", f"assemble@{ASM}", f"stage1@{RUN}", f"stage2@{RUN}", f"evaluate@{RUN}", "report"):
+        for s in ("teach@svamp-live", "compare@svamp", f"assemble@{ASM}", f"stage1@{RUN}", f"stage2@{RUN}", f"evaluate@{RUN}", "report"):
             assert s in stages
         sent = srv.stats.requests
 
         # k CoTs for every train and test question, m self-evaluations of every parseable train CoT
-        recs = {s: [json.loads(line) for line in (proj / f"data/teacher/svamp/{s}.jsonl").read_text().splitlines()]
+        recs = {s: [json.loads(line) for line in (proj / f"data/teacher/svamp/live/{s}.jsonl").read_text().splitlines()]
                 for s in ("train", "valid", "test")}
         assert len(recs["train"]) == 12 and all(len(r["cots"]) == 2 for r in recs["train"] + recs["test"])
         ok_cots = [c for r in recs["train"] for c in r["cots"] if c["status"] == "ok"]
         assert len(ok_cots) >= 20 and all(len(c["evaluations"]) == 2 for c in ok_cots)
         assert all(len(r["cots"]) == 2 for r in recs["valid"])
         assert all(len(c["evaluations"]) == 2 for r in recs["valid"] for c in r["cots"] if c["status"] == "ok")
-        teach = json.loads((proj / "metrics/teach/svamp.json").read_text())
+        teach = json.loads((proj / "metrics/teach/svamp/live.json").read_text())
         assert teach["backend"] == "openai" and teach["splits"]["train"]["evaluations"] == 2 * len(ok_cots)
         assert teach["splits"]["test"]["accuracy"] is not None
 

@@ -7,9 +7,11 @@ an API key runs, on local stand-ins: `dvc repro` of ``profiles/paper-local.yaml`
   ``datasets.load_dataset`` call that reads the Hub;
 - the student is a t5-v1_1 checkpoint in the original Hub layout (own ``lm_head``,
   ``tie_word_embeddings: false``), random weights of a shrunk shape, loaded by ``from_pretrained``;
-- the teacher is the live ``openai`` backend with the real ``prompts/``, against an
-  OpenAI-compatible HTTP server on 127.0.0.1 (``tests/fake_openai.py``);
-- the main table: all six methods on the three datasets (the other tables add only more cells of the
+- both teachers are the live ``openai`` backend with the real ``prompts/``, each against its own
+  OpenAI-compatible HTTP server on 127.0.0.1 (``tests/fake_openai.py``): ``luna`` where
+  OPENAI_BASE_URL points, with OPENAI_API_KEY; ``qwen`` at its own ``base_url``, with VLLM_API_KEY;
+- the main table (all six methods on the three datasets), the teachers table, the students of both
+  teachers and the teachers' self-evaluations judged (the other tables add only more cells of the
   same stages: tests/test_runs.py and tests/test_e2e.py cover them).
 """
 from __future__ import annotations
@@ -29,6 +31,8 @@ from support.e2e import copy_project, ran_stages
 
 pytestmark = pytest.mark.e2e
 KEY = "sk-paper-path-0123456789abcdefghijklmnop"
+QWEN_KEY = "vllm-local-key-9876543210zyxwvutsrq"  # the open-weights server's key, in VLLM_API_KEY
+TABLES = ("main", "teachers", "by_teacher", "teacher_judges")
 METHODS = ("standard_ft", "standard_kd", "cot1", "cot1_se", "cot5", "cot5_se")
 
 
@@ -36,6 +40,7 @@ def _run(cmd, proj, base_url=None, timeout=1500):
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(DVC_NO_ANALYTICS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1", OPENAI_API_KEY=KEY,
+               VLLM_API_KEY=QWEN_KEY,
                GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
     for k in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "OPENAI_BASE_URL"):
         env.pop(k, None)
@@ -54,8 +59,11 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     yaml = YAML()
     doc = yaml.load((proj / "params.yaml").read_text())
     for t in list(doc["tables"]):
-        if t != "main":
+        if t not in TABLES:
             del doc["tables"][t]
+    served = {t: [doc["teachers"][t]["model"], "other-model"] for t in ("luna", "qwen")}  # each lists its own model
+    qwen_srv = FakeOpenAI(served_models=served["qwen"]).start()  # its port goes into params, like `vllm serve --port`
+    doc["teachers"]["qwen"]["base_url"] = qwen_srv.base_url
     with open(proj / "params.yaml", "w") as f:
         yaml.dump(doc, f)
     _run([sys.executable, "-m", "pipeline", "plan"], proj)
@@ -63,19 +71,29 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     datasets = params["tables"]["main"]["values"]["dataset"]
     assert set(datasets) == {"svamp", "cqa", "anli1"} and tuple(params["tables"]["main"]["values"]["method"]) == METHODS
     runs = YAML(typ="safe").load((proj / "runs.yaml").read_text())["runs"]
-    assert len(runs) == len(datasets) * len(METHODS)
+    assert len(runs) == len(datasets) * len(METHODS) + len(params["tables"]["by_teacher"]["values"]["method"])
 
-    with FakeOpenAI() as srv:
-        t0 = time.perf_counter()
-        out = _run(["dvc", "repro"], proj, srv.base_url)
-        wall = time.perf_counter() - t0
-        sent = srv.stats.requests
+    try:
+        with FakeOpenAI(served_models=served["luna"]) as srv:
+            t0 = time.perf_counter()
+            out = _run(["dvc", "repro"], proj, srv.base_url)
+            wall = time.perf_counter() - t0
+            sent = srv.stats.requests
+    finally:
+        qwen_srv.stop()
     stages = ran_stages(out.stdout)
-    print(f"\npaper-path dvc repro: {len(stages)} stages in {wall:.0f} s, {sent} teacher requests")
+    print(f"\npaper-path dvc repro: {len(stages)} stages in {wall:.0f} s, {sent} + {qwen_srv.stats.requests} "
+          "teacher requests (luna + qwen)")
 
-    # every method on every dataset, two-stage runs through their stage-1 checkpoint
+    # every method on every dataset, two-stage runs through their stage-1 checkpoint; each teacher once
+    # per dataset, each on its own endpoint with its own key and model
     for d in datasets:
-        assert f"teach@{d}" in stages
+        assert {f"teach@{d}-luna", f"teach@{d}-qwen", f"compare@{d}"} <= set(stages), d
+    assert srv.stats.auth == {f"Bearer {KEY}"} and qwen_srv.stats.auth == {f"Bearer {QWEN_KEY}"}
+    assert srv.stats.models == {params["teachers"]["luna"]["model"]}
+    assert qwen_srv.stats.models == {params["teachers"]["qwen"]["model"]} and qwen_srv.stats.requests > 0
+    qwen_runs = [n for n, r in runs.items() if r["teacher"] == "qwen"]
+    assert len(qwen_runs) == len(params["tables"]["by_teacher"]["values"]["method"])
     for name, r in runs.items():
         assert stages.index(f"stage2@{name}") < stages.index(f"evaluate@{name}"), name
         if r["self_evals"]:
@@ -86,12 +104,18 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     prep = json.loads((proj / "metrics/prepare/svamp.json").read_text())
     assert prep["manifest_loaded_rows"] == {"train": 700, "test": 300} and prep["source_rows"] == {"train": 800, "test": 200}
     # the teacher is the live backend with the real prompts: k CoTs, m self-evaluations each
-    k, m = params["datasets"]["svamp"]["teacher"]["cots"], params["datasets"]["svamp"]["teacher"]["self_evals"]
     for d in datasets:
-        teach = json.loads((proj / f"metrics/teach/{d}.json").read_text())
-        tr = teach["splits"]["train"]
-        assert tr["questions"] == params["datasets"][d]["limit"]["train"] and tr["cots"] == k * tr["questions"], d
-        assert tr["evaluations"] > 0, d
+        for t in ("luna", "qwen"):
+            k = params["teachers"][t]["cots"]
+            teach = json.loads((proj / f"metrics/teach/{d}/{t}.json").read_text())
+            tr = teach["splits"]["train"]
+            assert tr["questions"] == params["datasets"][d]["limit"]["train"] and tr["cots"] == k * tr["questions"], d
+            assert tr["evaluations"] > 0 and teach["verdicts"]["agreement"] is not None, (d, t)
+            assert teach["usage"]["model"] == params["teachers"][t]["model"], (d, t)
+            assert teach["usage"]["model_check"] == "listed", (d, t)  # checked against the endpoint's model list
+            assert teach["usage"]["snapshots"][0]["system_fingerprint"], (d, t)
+        compared = json.loads((proj / f"metrics/teachers/{d}.json").read_text())
+        assert set(compared["teachers"]) == {"luna", "qwen"} and compared["questions"] > 0, d
 
     # the student came from the Hub-layout checkpoint through from_pretrained, untied and unscaled
     hub_student = json.loads((proj / params["students"]["base"]["id"] / "config.json").read_text())
@@ -109,13 +133,17 @@ def test_the_paper_profile_runs_end_to_end_on_local_stand_ins(tmp_path):
     report = (proj / "reports/tables/main.md").read_text()
     for meth in METHODS:
         assert f"| {meth} |" in report
+    head = json.loads((proj / "metrics/headline.json").read_text())
+    assert set(head) == set(TABLES)
+    assert all(head["teachers"][f"{t}/{d} teacher_accuracy"] is not None for t in ("luna", "qwen") for d in datasets)
+    assert all(v is not None for v in head["by_teacher"].values())
 
-    # the key reached the server and no file
-    assert srv.stats.auth == {f"Bearer {KEY}"}
-    leaks = [str(p) for p in proj.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    # the keys reached their servers and no file
+    leaks = [str(p) for p in proj.rglob("*") if p.is_file() and (KEY.encode() in p.read_bytes()
+                                                                  or QWEN_KEY.encode() in p.read_bytes())]
     assert not leaks, leaks
 
-    # a second repro re-runs nothing and sends nothing
-    with FakeOpenAI() as srv2:
+    # a second repro re-runs nothing and sends nothing (the open-weights server is back on its port)
+    with FakeOpenAI() as srv2, FakeOpenAI(port=qwen_srv.port) as qwen2:
         again = _run(["dvc", "repro"], proj, srv2.base_url)
-        assert ran_stages(again.stdout) == [] and srv2.stats.requests == 0
+        assert ran_stages(again.stdout) == [] and srv2.stats.requests == 0 and qwen2.stats.requests == 0

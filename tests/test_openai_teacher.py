@@ -45,11 +45,11 @@ def journaled(proj: Path) -> dict[str, set]:
 
 
 def records(proj: Path, split: str) -> list[dict]:
-    return [json.loads(line) for line in (proj / "data/teacher/svamp" / f"{split}.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (proj / "data/teacher/svamp/live" / f"{split}.jsonl").read_text().splitlines()]
 
 
 def metrics(proj: Path) -> dict:
-    return json.loads((proj / "metrics/teach/svamp.json").read_text())
+    return json.loads((proj / "metrics/teach/svamp/live.json").read_text())
 
 
 def assert_complete(proj: Path, cots: int = 2, evals: int = 2) -> None:
@@ -181,7 +181,7 @@ def test_persistent_failures_end_with_a_one_line_summary_and_keep_successes(teac
     assert m, line
     ok, failed = int(m.group(1)), int(m.group(2))
     assert failed >= 1 and "rerun to send only the missing ones" in line
-    assert not (teacher_project / "data/teacher/svamp/train.jsonl").exists()  # no partial outputs
+    assert not (teacher_project / "data/teacher/svamp/live/train.jsonl").exists()  # no partial outputs
     if fault == "500":
         assert ok == srv.stats.ok >= 4 and "HTTP 500" in line
         assert srv.stats.errors[500] == failed * 2  # each failed request was retried once by the client
@@ -202,7 +202,7 @@ def test_unparseable_outputs_are_quarantined_without_shifting_rows(teacher_proje
     r = teacher_cli(teacher_project, srv, "teach", "--dataset", "svamp")
     assert r.returncode == 0, r.stderr
     quarantine = [json.loads(x)
-                  for x in (teacher_project / "data/teacher/svamp/quarantine.jsonl").read_text().splitlines()]
+                  for x in (teacher_project / "data/teacher/svamp/live/quarantine.jsonl").read_text().splitlines()]
     assert srv.stats.garbage > 0 and len(quarantine) == srv.stats.garbage
     u = metrics(teacher_project)["usage"]
     assert u["quarantined"]["cot"] + u["quarantined"]["self_eval"] == len(quarantine)
@@ -329,6 +329,7 @@ def test_budget_caps_the_total_across_runs(teacher_project, srv):
     first = spent_in_journal()
     b = metrics(teacher_project)["usage"]["budget"]
     assert b == {"budget_usd": 100.0, "spent_before_usd": 0.0, "spent_usd": pytest.approx(first, abs=1e-5),
+                 "uncertain_usd": 0.0, "uncertain_requests": 0,
                  "reserved_peak_usd": b["reserved_peak_usd"], "left_usd": pytest.approx(100.0 - first, abs=1e-5)}
     # the worst case of at most `concurrency` (2) requests in flight at once
     assert 0 < b["reserved_peak_usd"] <= 2 * one_sample_worst_case(teacher_project) + 1e-9
@@ -416,6 +417,9 @@ def test_answers_are_read_as_typed_chat_completions():
 def test_scrub_removes_keys_and_url_credentials(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "plain-key-without-prefix-123")
     monkeypatch.setenv("OPENAI_BASE_URL", "https://bob:hunter2secret@proxy.example/v1")
-    out = scrub("bad key plain-key-without-prefix-123, sk-proj-AbC_12 and Bearer xyz\n at hunter2secret")
+    from pipeline.core.spec import OpenAITeacher
+
+    out = scrub("bad key plain-key-without-prefix-123, sk-proj-AbC_12 and Bearer xyz\n at hunter2secret",
+                OpenAITeacher(backend="openai", model="m"))
     assert "plain-key" not in out and "sk-proj" not in out and "xyz" not in out and "hunter2" not in out
     assert "\n" not in out

@@ -16,16 +16,17 @@ LOCATIONS = (
     "datasets.*.source.id",
     "students.*.id",
     "students.*.tokenizer",
+    "teachers.*.base_url",
 )
 #: how much is done: rows, samples, steps, lengths; never a method, a rate or a loss weight
 SIZES = (
     "datasets.*.limit",
     "datasets.*.limit.*",
-    "datasets.*.teacher.cots",
-    "datasets.*.teacher.self_evals",
-    "datasets.*.teacher.max_tokens",
-    "datasets.*.teacher.concurrency",
-    "datasets.*.teacher.budget_usd",
+    "teachers.*.cots",
+    "teachers.*.self_evals",
+    "teachers.*.max_tokens",
+    "teachers.*.concurrency",
+    "teachers.*.budget_usd",
     "methods.*.epochs",
     "methods.*.se_epochs",
     "train.max_steps",
@@ -74,7 +75,9 @@ def test_paper_local_differs_from_paper_only_in_locations_and_sizes():
     # and it is the same kind of run: Hub sources, a pretrained student, the live teacher
     for name, ds in local["datasets"].items():
         assert ds["source"]["kind"] == "hub", name
-        assert ds["teacher"]["backend"] == "openai", name
+        assert all(local["teachers"][t]["backend"] == "openai" for t in ds["teachers"]), name
+    assert len(local["teachers"]) >= 2  # two live teachers, on two endpoints
+    assert len({t.get("base_url") for t in local["teachers"].values()}) >= 2
     assert all(not st.get("from_config") for st in local["students"].values())
     # the locations it swaps are local stand-ins of the very Hub ids the paper profile names
     for name, ds in local["datasets"].items():
@@ -88,5 +91,5 @@ def test_the_comparison_sees_a_changed_method_or_rate():
     changed = _load(ROOT / "profiles/paper.yaml")
     changed["train"]["lr"] = 1e-3
     changed["methods"]["cot5"]["cots"] = 2
-    changed["datasets"]["svamp"]["teacher"]["model"] = "gpt-4"
-    assert differences(paper, changed) == {"train.lr", "methods.cot5.cots", "datasets.svamp.teacher.model"}
+    changed["teachers"]["luna"]["model"] = "gpt-4"
+    assert differences(paper, changed) == {"train.lr", "methods.cot5.cots", "teachers.luna.model"}

@@ -11,7 +11,8 @@ import pytest
 
 import pipeline.tracking as tracking
 from pipeline.core.artifacts import write_model
-from pipeline.core.records import EvalMetrics, SelectionPoint, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainStep
+from pipeline.core.records import (EvalMetrics, SelectionPoint, TeacherComparison, TeacherOnCommon, TeachMetrics,
+                                   TeachSplitMetrics, TrainingLog, TrainStep, VerdictCounts)
 from pipeline.runs import cells, tables_of
 from pipeline.core.spec import load_params
 from pipeline.core.spec_tables import TableSpec
@@ -72,7 +73,7 @@ def cell_runs(params, table, row, col=None):
 
 def write_eval(run, accuracy, paper=None, agreement=None, train=True):
     """The run's metrics/evaluate file, and (``train``) its training logs in metrics/train."""
-    m = EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+    m = EvalMetrics(run=run.name, dataset=run.dataset, teacher=run.teacher, method=run.method, student=run.student, labels=run.labels,
                     cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=accuracy,
                     correct=int(200 * accuracy), total=200, started_at=1.0, finished_at=2.0)
     write_model(f"metrics/evaluate/{run.name}.json", m)
@@ -87,7 +88,8 @@ def training_log(run, stage, paper=None, agreement=None):
     point = SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.5, test_accuracy=None)
     best = SelectionPoint(step=8, epoch=1.0, valid_accuracy=0.5, test_accuracy=paper) if paper is not None else None
     return TrainingLog(
-        run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels, cots=run.cots,
+        run=run.name, dataset=run.dataset, teacher=run.teacher, method=run.method, student=run.student,
+        labels=run.labels, cots=run.cots,
         self_evals=run.self_evals, seed=run.seed, stage=stage, device="cpu", precision="fp32", forward="separate",
         parameters=1, init="base", world_size=1, rows=4, epochs=1.0, steps=8, seconds=1.0, started_at=0.0,
         finished_at=0.5, examples_per_s=4.0, resumed_from_step=0, verdict_agreement=agreement,
@@ -101,8 +103,17 @@ def split(questions, answered, accuracy, parse_rate):
                              cot_accuracy=accuracy)
 
 
-def write_teach(ds, **splits):
-    write_model(f"metrics/teach/{ds}.json", TeachMetrics(dataset=ds, backend="replay", splits=splits))
+def write_teach(ds, teacher="palm", verdicts=None, **splits):
+    write_model(f"metrics/teach/{ds}/{teacher}.json",
+                TeachMetrics(dataset=ds, teacher=teacher, backend="replay", splits=splits, verdicts=verdicts))
+
+
+def write_compared(ds, split_name, questions, **teachers):
+    """metrics/teachers/<ds>.json: each teacher's (accuracy, parse rate, selected by gold) on the common questions."""
+    write_model(f"metrics/teachers/{ds}.json", TeacherComparison(
+        dataset=ds, split=split_name, questions=questions, split_questions=questions, teachers={
+            t: TeacherOnCommon(accuracy=a, parse_rate=p, cot_accuracy=a, cots=questions, answered=questions,
+                               selected_by_gold=sel) for t, (a, p, sel) in teachers.items()}))
 
 
 def read_csv(path):
@@ -133,8 +144,13 @@ def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
     write_eval(cqa, 0.25, train=False)  # evaluated, but its training log is not there: not logged
     for k, acc in ((1, 0.2), (3, 0.3)):
         write_eval(cell_runs(params, "cots", "cot5_se", k)[0], acc, agreement=0.9)
-    write_teach("svamp_dss", test=split(200, 200, 0.75, 0.9))
-    write_teach("anli1", valid=split(100, 100, 0.7, 1.0), test=split(100, 50, 0.6, 1.0))  # test not answered in full
+    write_compared("svamp_dss", "test", 200, palm=(0.75, 0.9, False))
+    write_compared("anli1", "valid", 100, palm=(0.7, 1.0, False))
+    write_compared("svamp", "train", 487, gpt35=(0.9, 0.99, False), gpt4o=(0.97, 0.98, True))  # gemini: not written
+    write_teach("svamp", "gpt35", VerdictCounts(on_correct={"correct": 40, "wrong": 2, "uncertain": 1},
+                                                on_wrong={"correct": 3, "wrong": 4, "unparsed": 1},
+                                                wrong_precision=4 / 6, wrong_recall=0.5, agreement=44 / 49),
+                train=split(700, 700, 0.9, 0.99))
     n_ref = len((ROOT / "reports" / "reference.csv").read_text().splitlines())
     with_reference("nosuch,standard_ft,svamp,1.0,made up\nmain,nosuch_method,svamp,2.0,made up\n")
     (proj / "reports/tables").mkdir(parents=True)
@@ -165,14 +181,21 @@ def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
                                            "diff": "-12.63", "note": ""}
     assert rows["cot1_se", "cqa"]["status"] == "omitted" and rows["standard_kd", "svamp"]["status"] == "missing"
 
-    teacher_md = proj / "reports/tables/teacher.md"
-    assert md_row(teacher_md, "svamp_dss") == ["75.00 [ref 74.00; diff +1.00]", "90.00"]
-    assert md_row(teacher_md, "anli1") == ["70.00 [ref 66.80; diff +3.20]", "100.00"]
-    assert md_row(teacher_md, "svamp") == ["n/a", "n/a"]
-    assert "anli1: split=valid" in teacher_md.read_text()
-    t_rows = {(r["row"], r["col"]): r for r in read_csv(proj / "reports/tables/teacher.csv")}
-    assert t_rows["anli1", "teacher_parse_rate"]["value"] == "100.00"
-    assert t_rows["anli1", "teacher_accuracy"]["note"] == "split=valid"
+    teachers_md = proj / "reports/tables/teachers.md"
+    palm = md_row(teachers_md, "palm")  # columns: (svamp, cqa, svamp_dss, anli1) x (accuracy, parse rate)
+    assert palm[:2] == ["-", "-"] and palm[2:4] == ["n/a", "n/a"]
+    assert palm[4:] == ["75.00 [ref 74.00; diff +1.00]", "90.00", "70.00 [ref 66.80; diff +3.20]", "100.00"]
+    assert md_row(teachers_md, "gpt4o")[:2] == ["97.00*", "98.00"]  # selected by gold: marked, and said so
+    assert md_row(teachers_md, "gemini")[:2] == ["n/a", "n/a"]
+    text = teachers_md.read_text()
+    assert "anli1: 100 of 100 valid questions (every teacher answered them)" in text
+    assert "hold only CoTs that reached the gold answer" in text
+    t_rows = {(r["row"], r["col"]): r for r in read_csv(proj / "reports/tables/teachers.csv")}
+    assert t_rows["palm", "anli1 teacher_parse_rate"]["value"] == "100.00"
+    assert t_rows["palm", "svamp teacher_accuracy"]["status"] == "omitted"
+    judges = md_row(proj / "reports/tables/teacher_judges.md", "gpt35")  # counts as counts, ratios in percent
+    assert judges == ["51", "89.80", "66.67", "50.00", "40", "2", "1", "3", "4", "0", "1"]
+    assert md_row(proj / "reports/tables/teacher_judges.md", "gpt4o")[:2] == ["n/a", "n/a"]
 
     # reference values that match no cell: a warning each, listed in the index
     err = capsys.readouterr().err
@@ -180,7 +203,7 @@ def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
     assert f"warning: reports/reference.csv:{n_ref + 2}: table main has no cell (nosuch_method, svamp)" in err
     assert "table main has no cell (standard_ft, anli1)" in err  # the offline main table has no ANLI column
     index = (proj / "reports/tables/README.md").read_text()
-    assert "[main](main.md)" in index and "[teacher](teacher.md)" in index
+    assert "[main](main.md)" in index and "[teachers](teachers.md)" in index
     unmatched = index.split("## Unmatched reference values")[1]
     assert f"line {n_ref + 2}: table main, row nosuch_method, col svamp" in unmatched and "nosuch" in unmatched
 
@@ -196,7 +219,8 @@ def test_every_table_from_the_metrics_files(proj, params, logged, capsys):
     assert list(headline) == list(params.tables)
     assert headline["main"]["standard_ft/svamp"] == 50.0 and headline["main"]["standard_kd/svamp"] is None
     assert "cot1_se/cqa" not in headline["main"] and len(headline["main"]) == 6 * 2 - 2
-    assert headline["teacher"]["svamp_dss/teacher_accuracy"] == 75.0
+    assert headline["teachers"]["palm/svamp_dss teacher_accuracy"] == 75.0
+    assert headline["teacher_judges"]["gpt35/se_evaluations"] == 51
     assert headline["cots"]["cot5_se/1"] == 20.0
 
     # MLflow: every evaluated run with its training logs (stage 1 first), the ids in metrics/mlflow_runs.json
@@ -282,7 +306,7 @@ def test_the_committed_reference_values():
     rows = read_csv(ROOT / "reports" / "reference.csv")
     assert rows and list(rows[0]) == ["table", "row", "col", "value", "source"]
     got = {(r["table"], r["row"], r["col"]): float(r["value"]) for r in rows}
-    assert got[("teacher", "svamp_dss", "teacher_accuracy")] == 74.0
+    assert got[("teachers", "palm", "svamp_dss teacher_accuracy")] == 74.0
     assert got[("main", "standard_ft", "svamp")] == 62.63
     assert all(r["source"] for r in rows)
 

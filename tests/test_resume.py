@@ -16,7 +16,7 @@ from support.cli import cli, edit_params, ok
 
 pytestmark = pytest.mark.slow  # SIGKILLs a training process and resumes it
 
-RUN = "cqa-cot1-base-teacher-k1-m0-s42"  # cot1 on CQA in the offline profile's tables (runs.yaml)
+RUN = "cqa-palm-cot1-base-teacher-k1-m0-s42"  # cot1 on CQA in the offline profile's tables (runs.yaml)
 
 
 def _tiny(doc):
@@ -37,7 +37,7 @@ def _history(proj: Path) -> list:
 def test_train_resumes_after_sigkill(cli_project):
     edit_params(cli_project, _tiny)
     for stage in (["prepare", "--dataset", "cqa"], ["teach", "--dataset", "cqa"],
-                  ["assemble", "cqa-teacher-k1-m0"]):
+                  ["assemble", "cqa-palm-teacher-k1-m0"]):
         ok(cli(cli_project, *stage))
 
     # the uninterrupted run, for reference

@@ -56,7 +56,7 @@ def test_every_profile_plans(path):
 def test_a_cell_two_tables_share_is_one_run_with_a_readable_name():
     p = load_params(ROOT / "profiles" / "offline.yaml")
     runs = derive(p)
-    name = "svamp-cot5_se-base-teacher-k5-m5-s42"
+    name = "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42"
     assert name in runs
     users = tables_of(p)[name]
     assert {"main", "students", "cots", "self_evals"} <= set(users)
@@ -66,16 +66,16 @@ def test_a_cell_two_tables_share_is_one_run_with_a_readable_name():
     r = Plan(p).run(name)
     assert (r.dataset, r.method, r.student, r.labels, r.cots, r.self_evals, r.seed) == (
         "svamp", "cot5_se", "base", "teacher", 5, 5, 42)
-    assert r.assembly.name == "svamp-teacher-k5-m5" and r.two_stage
+    assert r.assembly.name == "svamp-gpt35-teacher-k5-m5" and r.two_stage
 
 
 def test_table_values_override_the_method_defaults():
     p = load_params(ROOT / "profiles" / "offline.yaml")
     cots = {(c.row, c.col): c.runs[0] for c in cells(p, "cots")}
     assert cots["cot5_se", 1].cots == 1 and cots["cot5_se", 1].self_evals == 5
-    assert cots["cot5", 1].name == "svamp-cot5-base-teacher-k1-m0-s42"
+    assert cots["cot5", 1].name == "svamp-gpt35-cot5-base-teacher-k1-m0-s42"
     gold = {(c.row, c.col): c.runs[0] for c in cells(p, "labels")}["cot1", "gold"]
-    assert gold.labels == "gold" and gold.name == "svamp-cot1-base-gold-k1-m0-s42"
+    assert gold.labels == "gold" and gold.name == "svamp-gpt35-cot1-base-gold-k1-m0-s42"
 
 
 def test_seeds_give_one_run_per_seed_and_omitted_cells_none(tmp_path):
@@ -97,7 +97,7 @@ def test_names_are_stable_and_adding_a_value_adds_only_its_runs(tmp_path):
     doc["tables"]["self_evals"]["values"]["self_evals"].append(7)
     p1 = load_params(_write(tmp_path, doc))
     added = set(derive(p1)) - set(derive(p0))
-    assert added == {"svamp-cot5_se-base-teacher-k5-m7-s42"}
+    assert added == {"svamp-gpt35-cot5_se-base-teacher-k5-m7-s42"}
     assert set(derive(p0)) <= set(derive(p1))
 
 
@@ -174,3 +174,91 @@ def test_dvc_plots_define_every_line_figure(path):
         assert name in plots, f"dvc.yaml: no plot for the line table {name!r}"
         assert plots[name]["x"] == t.cols
         assert plots[name]["y"] == {f"reports/figures/{name}.csv": [str(v) for v in t.values[t.rows]]}
+
+
+def test_the_teacher_is_a_dimension_and_runs_without_teacher_output_have_none(tmp_path):
+    doc = _doc()
+    doc["tables"]["by_teacher"]["values"]["method"] = ["standard_ft", "cot1"]
+    p = load_params(_write(tmp_path, doc))
+    cs = {(str(c.row), str(c.col)): c for c in cells(p, "by_teacher")}
+    # gold labels and no CoTs read no teacher: one run, whichever teacher the cell names
+    ft = {cs["standard_ft", t].runs[0].name for t in ("gpt35", "gpt4o", "gemini")}
+    assert ft == {"svamp-none-standard_ft-base-gold-k0-m0-s42"}
+    assert cs["cot1", "gpt4o"].runs[0].name == "svamp-gpt4o-cot1-base-teacher-k1-m0-s42"
+    assert cs["cot1", "gpt4o"].runs[0].assembly.teacher_dir == "data/teacher/svamp/gpt4o"
+    assert cs["standard_ft", "gpt4o"].runs[0].assembly.teacher_dir == "data/prepared/svamp"
+    # a cell that names no teacher uses the dataset's default: changing the default renames those runs only
+    before = set(derive(p))
+    doc["datasets"]["svamp"]["teacher"] = "gemini"
+    after = set(derive(load_params(_write(tmp_path, doc))))
+    assert "svamp-gemini-cot5_se-base-teacher-k5-m5-s42" in after - before
+    assert "svamp-gpt4o-cot1-base-teacher-k1-m0-s42" in before & after
+    assert "svamp-none-standard_ft-base-gold-k0-m0-s42" in before & after
+
+
+def test_teach_runs_once_per_dataset_and_teacher_and_dvc_finds_its_params():
+    from pipeline.runs import plan
+
+    p = load_params(ROOT / "profiles" / "offline.yaml")
+    teachings = plan(p)["teachings"]
+    assert set(teachings) == {f"{d}-{t}" for d, ds in p.datasets.items() for t in ds.teachers}
+    doc = _doc()
+    for t in teachings.values():  # the teach stage's params (dvc.yaml) exist, so `dvc exp run -S` reaches them
+        assert t["teacher"] in doc["teachers"] and t["teacher"] in doc["datasets"][t["dataset"]]["teachers"]
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d["tables"]["by_teacher"]["values"]["teacher"].append("gpt5"),
+     "tables.by_teacher.values.teacher: 'gpt5' is not a teacher of dataset svamp"),
+    (lambda d: d["datasets"]["svamp"].__setitem__("teacher", "palm"),
+     "datasets.svamp.teacher: 'palm' is not one of this dataset's teachers (gpt35, gpt4o, gemini)"),
+    (lambda d: d["datasets"]["svamp"]["teachers"].__setitem__("claude", {}),
+     "datasets.svamp.teachers.claude: no `teachers.claude` entry"),
+    (lambda d: d["teachers"]["gpt35"].__setitem__("backend", "openai"),
+     "datasets.svamp.teachers.gpt35.sources: not a setting of the openai backend"),
+    (lambda d: d["teachers"]["gpt35"].update(backend="openai", model=None) or d["datasets"]["svamp"]["teachers"].__setitem__("gpt35", {}),
+     "teachers.gpt35.model: Input should be a valid string"),
+    (lambda d: d["datasets"]["svamp"]["teachers"]["gpt35"].__setitem__("temperature", 0.7),
+     "datasets.svamp.teachers.gpt35.temperature: not a setting of the replay backend"),
+    (lambda d: d["teachers"].__setitem__("none", {"backend": "replay"}),
+     "teachers.none: reserved"),
+])
+def test_bad_teacher_settings_get_one_line_naming_the_key(tmp_path, edit, expected):
+    assert expected in _error(tmp_path, edit)
+
+
+def test_a_live_teacher_names_its_key_variable_never_the_key(tmp_path):
+    def live(d, **extra):
+        d["teachers"]["gpt35"] = {"backend": "openai", "model": "m", **extra}
+        d["datasets"]["svamp"]["teachers"]["gpt35"] = {}
+    assert "teachers.gpt35.api_key_env: 'sk-abc123' is not an environment variable name" in _error(
+        tmp_path, lambda d: live(d, api_key_env="sk-abc123"))
+    assert "teachers.gpt35.base_url: credentials in the URL" in _error(
+        tmp_path, lambda d: live(d, base_url="http://user:pw@localhost:8000/v1"))
+    doc = _doc()
+    live(doc, base_url="http://localhost:8000/v1", api_key_env="VLLM_API_KEY")
+    doc["datasets"]["svamp"]["teachers"]["gpt35"] = {"budget_usd": 3.0}  # a per-dataset difference
+    t = load_params(_write(tmp_path, doc)).teacher("svamp", "gpt35")
+    assert (t.model, t.base_url, t.api_key_env, t.budget_usd) == ("m", "http://localhost:8000/v1", "VLLM_API_KEY", 3.0)
+
+
+def test_request_params_reach_every_request_and_its_journal_key(tmp_path):
+    from pipeline.tasks import get_task
+    from pipeline.teacher.openai import Planner
+    from support.examples import example
+
+    def live(d, **extra):
+        d["teachers"]["gpt35"] = {"backend": "openai", "model": "m", **extra}
+        d["datasets"]["svamp"]["teachers"]["gpt35"] = {}
+    assert "teachers.gpt35.request_params: temperature is set by the teacher itself" in _error(
+        tmp_path, lambda d: live(d, request_params={"temperature": 1.0}))
+    keys = {}
+    for extra in ({}, {"request_params": {"reasoning_effort": "none"}}):
+        doc = _doc()
+        live(doc, **extra)
+        t = load_params(_write(tmp_path, doc)).teacher("svamp", "gpt35")
+        groups, _ = Planner(get_task("svamp"), t, "http://127.0.0.1:1/v1").cot_slots([example(split="train")])
+        g = next(iter(groups.values()))
+        keys[bool(extra)] = g.key
+        assert g.params.get("reasoning_effort") == ("none" if extra else None)
+    assert keys[True] != keys[False]  # another request body: another answer

@@ -66,7 +66,8 @@ def test_offline_profile_is_offline():
     p = load_params(ROOT / "profiles" / "offline.yaml")
     for name, ds in p.datasets.items():
         assert ds.source.kind == "local", name
-        assert ds.teacher.backend == "replay", name
+        for t in ds.teachers:
+            assert p.teacher(name, t).backend == "replay", (name, t)
 
 
 def test_paper_profile_matches_paper_settings():

@@ -2,7 +2,8 @@
 
 a. an endpoint that cannot be reached (a closed port on 127.0.0.1): "cannot connect to HOST:PORT
    (connection refused)", in seconds, with the paper's retry settings; and a server dying mid-run;
-b. an empty OPENAI_BASE_URL is unset, for the client and the journal key alike;
+b. an empty OPENAI_BASE_URL is unset, for the client and the journal key alike (a teacher's own
+   ``base_url`` comes first);
 c. prompt templates that do not show the example (or the CoT) are refused when loaded;
 d. artifacts get the mode a plain ``open(path, "w")`` gives them, not 0600.
 """
@@ -106,13 +107,16 @@ def test_a_server_dying_mid_run_stops_at_the_first_refused_request(teacher_proje
 def test_b_an_empty_base_url_is_unset_for_the_client_and_the_journal_alike(monkeypatch, value):
     monkeypatch.setenv("OPENAI_BASE_URL", value)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-local")
-    assert endpoint_url() == client_base_url() == DEFAULT_BASE_URL  # the journal key, the metrics, the client
-    assert host_port() == "api.openai.com:443" and "OPENAI_BASE_URL is unset or empty" in where()
-    client = make_client(OpenAITeacher(backend="openai", model="gpt-4o-mini"))
+    t = OpenAITeacher(backend="openai", model="gpt-4o-mini")
+    assert endpoint_url(t) == client_base_url(t) == DEFAULT_BASE_URL  # the journal key, the metrics, the client
+    assert host_port(t) == "api.openai.com:443" and "OPENAI_BASE_URL is unset or empty" in where(t)
+    client = make_client(t)
     assert str(client.base_url).rstrip("/") == DEFAULT_BASE_URL  # not '', which failed with UnsupportedProtocol
     monkeypatch.setenv("OPENAI_BASE_URL", " http://127.0.0.1:8000/v1/ ")
-    assert endpoint_url() == "http://127.0.0.1:8000/v1"
-    assert str(make_client(OpenAITeacher(backend="openai", model="gpt-4o-mini")).base_url).rstrip("/") == endpoint_url()
+    assert endpoint_url(t) == "http://127.0.0.1:8000/v1"
+    assert str(make_client(t).base_url).rstrip("/") == endpoint_url(t)
+    own = OpenAITeacher(backend="openai", model="m", base_url="http://127.0.0.1:9000/v1")  # base_url comes first
+    assert endpoint_url(own) == str(make_client(own).base_url).rstrip("/") == "http://127.0.0.1:9000/v1"
 
 
 @needs_svamp

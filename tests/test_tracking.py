@@ -67,7 +67,7 @@ def training_log(run, stage: str, started: float, finished: float, steps: int = 
     evals = [SelectionPoint(step=s, epoch=s / steps * 2, valid_accuracy=0.1 * i, test_accuracy=0.05 * i)
              for i, s in enumerate((steps // 2, steps), start=1)]
     return TrainingLog(
-        run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+        run=run.name, dataset=run.dataset, teacher=run.teacher, method=run.method, student=run.student, labels=run.labels,
         cots=run.cots, self_evals=run.self_evals, seed=run.seed, stage=stage, device="cpu", precision="fp32",
         forward="separate", parameters=12345, init="base" if stage == "stage1" else f"models/{run.name}/stage1",
         world_size=1, rows=128, epochs=2.0, steps=steps, seconds=finished - started - 1, started_at=started,
@@ -77,7 +77,7 @@ def training_log(run, stage: str, started: float, finished: float, steps: int = 
 
 
 def eval_metrics(run, started: float, finished: float) -> EvalMetrics:
-    return EvalMetrics(run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+    return EvalMetrics(run=run.name, dataset=run.dataset, teacher=run.teacher, method=run.method, student=run.student, labels=run.labels,
                        cots=run.cots, self_evals=run.self_evals, seed=run.seed, split="test", accuracy=0.25,
                        correct=50, total=200, started_at=started, finished_at=finished)
 

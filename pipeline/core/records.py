@@ -115,14 +115,38 @@ class TeachSplitMetrics(Record):
     unmatched_source_rows: int = 0
 
 
+class VerdictCounts(Record):
+    """The teacher's self-evaluations judged against the gold correctness of the CoT each one judges
+    (CoTs without a parseable answer are not counted: their correctness is unknown)."""
+
+    on_correct: dict[str, int] = Field(description="verdict (correct / wrong / uncertain / unparsed) -> evaluations of CoTs that reached the gold answer")
+    on_wrong: dict[str, int] = Field(description="the same, for CoTs that did not")
+    wrong_precision: Optional[float] = Field(description="of the 'wrong' verdicts, the share on wrong CoTs")
+    wrong_recall: Optional[float] = Field(description="of the evaluations of wrong CoTs, the share saying 'wrong'")
+    agreement: Optional[float] = Field(description="of the 'correct'/'wrong' verdicts, the share matching gold")
+
+
 class TeacherBudget(Record):
     """``budget_usd``: a cap on the total spend on the endpoint and model, across runs and datasets (journal)."""
 
     budget_usd: Optional[float] = Field(description="the cap (None: no cap)")
     spent_before_usd: float = Field(ge=0, description="spent on this endpoint and model before this run (journal)")
-    spent_usd: float = Field(ge=0, description="spent by this run")
+    spent_usd: float = Field(ge=0, description="spent by this run's answered requests")
+    uncertain_usd: float = Field(0, ge=0, description="worst-case cost of the requests that may have been billed "
+                                 "without an answer we read (abandoned at timeout_s, in flight when a process died), "
+                                 "earlier runs' included: counted as spent (spent_before + spent + uncertain + left = cap)")
+    uncertain_requests: int = Field(0, ge=0, description="those requests (HTTP attempts)")
     reserved_peak_usd: float = Field(ge=0, description="the most reserved at once by requests in flight (their worst case)")
     left_usd: Optional[float] = Field(description="the cap less everything spent (None: no cap)")
+
+
+class TeacherSnapshot(Record):
+    """Which model snapshot and backend configuration answered the requests behind the records."""
+
+    model: Optional[str] = Field(description="the model the endpoint answered with (completion.model), e.g. "
+                                 "gpt-4o-mini-2024-07-18; None: not reported, or journalled before it was kept")
+    system_fingerprint: Optional[str] = Field(description="completion.system_fingerprint (None: not reported)")
+    requests: int = Field(ge=0, description="journal requests behind the records answered so")
 
 
 class TeacherUsage(Record):
@@ -132,6 +156,8 @@ class TeacherUsage(Record):
     endpoint: str = Field(description="base URL of the endpoint, without credentials")
     prompts: dict[str, str] = Field(description="prompt template -> its version")
     n_per_request: Optional[bool] = Field(description="samples asked with `n` in one request (False: one request per sample; None: not needed yet)")
+    model_check: Optional[str] = Field(None, description="the endpoint's model list before the first request: 'listed', or 'skipped (why)' when it has no model list; None: nothing was sent, so not checked")
+    snapshots: list[TeacherSnapshot] = Field(default_factory=list, description="model snapshots and system fingerprints that produced the journal requests behind the records, most requests first")
     samples: int = Field(ge=0, description="teacher outputs in the records: CoTs + self-evaluations")
     cached_samples: int = Field(ge=0, description="of those, already in the journal before this run")
     requests: int = Field(ge=0, description="requests this run sent that returned samples")
@@ -140,6 +166,8 @@ class TeacherUsage(Record):
     prompt_tokens: int = Field(ge=0, description="this run")
     completion_tokens: int = Field(ge=0, description="this run")
     cost_usd: float = Field(ge=0, description="this run, at the prices in params")
+    uncertain_usd: float = Field(0, ge=0, description="worst-case cost of requests on this endpoint and model that may have been billed without an answer we read (journal, every run): counted against budget_usd")
+    uncertain_requests: int = Field(0, ge=0, description="those requests (HTTP attempts)")
     total_requests: int = Field(ge=0, description="journal requests behind the records (this run and earlier ones)")
     total_prompt_tokens: int = Field(ge=0)
     total_completion_tokens: int = Field(ge=0)
@@ -147,20 +175,28 @@ class TeacherUsage(Record):
     budget: Optional[TeacherBudget] = Field(None, description="spend against budget_usd")
     quarantined: dict[str, int] = Field(description="outputs without a parseable answer/verdict, kept in quarantine.jsonl: cot, self_eval")
     skipped_self_evals: int = Field(0, ge=0, description="unparseable CoTs that were not self-evaluated")
+    stopped: Optional[str] = Field(None, description="why the teacher stopped before it had every sample (the metrics of a failed run); None: complete")
 
 
 class TeachMetrics(Record):
     dataset: str
+    teacher: str = Field(description="the teacher's name (params.yaml: teachers.<name>)")
+    description: str = ""
     backend: str
+    selected_by_gold: bool = Field(False, description="the recorded files hold only CoTs that reached the gold answer: "
+                                   "their accuracy is not the teacher's")
     splits: dict[str, TeachSplitMetrics]
+    verdicts: Optional[VerdictCounts] = Field(None, description="all splits' self-evaluations against gold (None: none)")
+    stopped: Optional[str] = Field(None, description="why the teacher stopped before every output was in (the stage failed)")
     usage: Optional[TeacherUsage] = Field(None, description="live teacher only: requests, tokens, cost")
 
 
 class RunDims(Record):
     """What a run trains: its name says all of it (``pipeline/runs.py``)."""
 
-    run: str = Field(description="e.g. svamp-cot5_se-base-teacher-k5-m5-s42")
+    run: str = Field(description="e.g. svamp-gpt35-cot5_se-base-teacher-k5-m5-s42")
     dataset: str
+    teacher: str = Field(description="the teacher's name; `none` for runs that use no teacher output")
     method: str
     student: str
     labels: Literal["gold", "teacher"]
@@ -170,8 +206,9 @@ class RunDims(Record):
 
 
 class AssembleMetrics(Record):
-    assembly: str = Field(description="e.g. svamp-teacher-k5-m5: dataset, labels, #CoTs, #self-evaluations")
+    assembly: str = Field(description="e.g. svamp-gpt35-teacher-k5-m5: dataset, teacher, labels, #CoTs, #self-evaluations")
     dataset: str
+    teacher: str
     labels: Literal["gold", "teacher"]
     cots: int = Field(ge=0)
     self_evals: int = Field(ge=0)
@@ -248,6 +285,27 @@ class TrainingLog(TrainSummary):
     evals: list[SelectionPoint]
 
 
+class TeacherOnCommon(Record):
+    """One teacher on the questions every teacher of the dataset answered."""
+
+    accuracy: Optional[float] = Field(description="share of those questions whose first CoT reached the gold answer (unparseable = wrong)")
+    parse_rate: Optional[float] = Field(description="share of the teacher's CoTs of those questions with a parseable answer")
+    cot_accuracy: Optional[float] = Field(description="share of all its CoTs of those questions that reached the gold answer")
+    cots: int = Field(ge=0, description="its CoTs of those questions")
+    answered: int = Field(ge=0, description="questions of the split it answered (the common ones are a subset)")
+    selected_by_gold: bool = Field(description="its files hold only CoTs that reached the gold answer: accuracy is not the teacher's")
+
+
+class TeacherComparison(Record):
+    """``metrics/teachers/<dataset>.json``: a dataset's teachers on the same questions."""
+
+    dataset: str
+    split: Optional[str] = Field(description="the split with the most questions that every teacher answered (None: no such question)")
+    questions: int = Field(ge=0, description="questions of that split every teacher answered")
+    split_questions: int = Field(ge=0, description="questions in that split")
+    teachers: dict[str, TeacherOnCommon]
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     return {
         "example": Example,
@@ -256,6 +314,7 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "prediction": Prediction,
         "prepare_metrics": PrepareMetrics,
         "teach_metrics": TeachMetrics,
+        "teacher_comparison": TeacherComparison,
         "assemble_metrics": AssembleMetrics,
         "eval_metrics": EvalMetrics,
         "training_log": TrainingLog,
@@ -269,3 +328,4 @@ def all_schemas() -> dict[str, dict]:
         s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         out[name] = s
     return out
+

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Collection, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from .errors import PipelineError
 from .spec_tables import StudentSpec, TableSpec, table_cells
@@ -76,6 +76,10 @@ class ReplayFiles(Strict):
 
     format: Literal["dss_palm", "mcckd", "tree_dump", "records"]
     files: dict[Split, list[str]]
+    selected: Literal["all", "correct"] = Field(
+        "all", description="'correct': the files hold only CoTs that reached the gold answer, selected after sampling "
+        "(the multi-teacher-eitnlp `_ranked` files agree with gold on 97-100% of questions): their accuracy is "
+        "reported as such, never as the teacher's")
     parse: Literal["strict", "lenient"] = Field(
         "strict",
         description="'strict': the answer sentence as the prompt template (and the reference code) "
@@ -124,6 +128,17 @@ class OpenAITeacher(Strict):
     price_per_1m_output: float = Field(1.5, ge=0)
     budget_usd: Optional[float] = Field(None, gt=0)
     journal: str = Field("data/teacher_journal.sqlite", description="response cache (kept out of git)")
+    request_params: dict[str, Union[str, int, float, bool]] = Field(
+        default_factory=dict, description="more fields of every request body, e.g. {reasoning_effort: none} for a "
+        "reasoning model or {top_p: 0.95, seed: 0} for vLLM; part of each answer's journal key")
+
+    @field_validator("request_params")
+    @classmethod
+    def _own_fields(cls, v: dict) -> dict:
+        taken = sorted(set(v) & {"model", "messages", "n", "stream", "temperature", "max_tokens", "stop"})
+        if taken:
+            raise ValueError(f"{', '.join(taken)} is set by the teacher itself: use its own setting (e.g. temperature)")
+        return v
 
     @field_validator("base_url")
     @classmethod
@@ -153,6 +168,32 @@ class OpenAITeacher(Strict):
 
 
 Teacher = Annotated[Union[ReplayTeacher, OpenAITeacher], Field(discriminator="backend")]
+_TEACHER_MODELS = {"replay": ReplayTeacher, "openai": OpenAITeacher}
+
+
+def _partial_teacher() -> type[BaseModel]:
+    """Every setting of either backend, each optional, with its own constraints: a ``teachers.<name>``
+    entry (the settings the datasets share) or a ``datasets.<d>.teachers.<name>`` entry (that
+    dataset's differences). The two, merged, must make a whole ``Teacher`` of one backend."""
+    import copy
+
+    from pydantic import create_model
+
+    fields: dict = {"backend": (Optional[Literal["replay", "openai"]],
+                                Field(None, description="replay: recorded outputs; openai: a live OpenAI-compatible endpoint"))}
+    for model in _TEACHER_MODELS.values():
+        for name, f in model.model_fields.items():
+            if name in fields:
+                continue
+            info = copy.copy(f)
+            info.default, info.default_factory = None, None
+            fields[name] = (Optional[f.annotation], info)
+    return create_model("TeacherEntry", __config__=ConfigDict(extra="forbid", frozen=True),
+                        __doc__=_partial_teacher.__doc__, **fields)
+
+
+TeacherEntry = _partial_teacher()
+NO_TEACHER = "none"  # the teacher of a run that uses no teacher output (gold labels, no CoTs)
 
 
 class DatasetSpec(Strict):
@@ -163,7 +204,16 @@ class DatasetSpec(Strict):
     limit: dict[Split, int] = Field(
         default_factory=dict, description="keep only the first N examples of a split (tiny runs)"
     )
-    teacher: Teacher
+    teachers: dict[str, TeacherEntry] = Field(
+        min_length=1, description="this dataset's teachers, by name: its differences from the shared settings in "
+        "`teachers.<name>` ({} when there are none); a replay teacher's recorded files go here")
+    teacher: str = Field(description="the default teacher: the one of a table cell that names no teacher")
+
+    @model_validator(mode="after")
+    def _default_teacher(self) -> "DatasetSpec":
+        if self.teacher not in self.teachers:
+            raise ValueError(f"teacher: {self.teacher!r} is not one of this dataset's teachers ({', '.join(self.teachers)})")
+        return self
 
     @field_validator("task")
     @classmethod
@@ -254,6 +304,9 @@ _LABELS = ("gold", "teacher")
 class Params(Strict):
     profile: str = Field(description="name of this configuration, logged as a tag")
     seed: int = Field(description="the seed of every table that lists no `seeds`")
+    teachers: dict[str, TeacherEntry] = Field(
+        min_length=1, description="the teachers, by name: the settings every dataset that lists the teacher shares "
+        "(backend, model, endpoint, sampling, prices); a dataset states only its differences")
     datasets: dict[str, DatasetSpec] = Field(min_length=1)
     methods: dict[str, MethodSpec] = Field(min_length=1)
     students: dict[str, StudentSpec] = Field(min_length=1, description="student sizes the tables name (small, base, large)")
@@ -262,15 +315,58 @@ class Params(Strict):
     train: TrainSpec
     evaluate: EvaluateSpec = EvaluateSpec()
 
+    _resolved: dict = PrivateAttr(default_factory=dict)
+
     @model_validator(mode="after")
     def _references(self) -> "Params":
-        for section in ("datasets", "methods", "students", "tables"):
+        for section in ("teachers", "datasets", "methods", "students", "tables"):
             for key in getattr(self, section):
                 if not _NAME.match(key):
                     raise ValueError(f"{section}.{key}: use letters, digits and _ only (run names join keys with '-')")
+        if NO_TEACHER in self.teachers:
+            raise ValueError(f"teachers.{NO_TEACHER}: reserved (the teacher of runs that use no teacher output)")
+        for ds, spec in self.datasets.items():
+            for name, entry in spec.teachers.items():
+                self._resolved[ds, name] = self._resolve(ds, name, entry)
         for name, t in self.tables.items():
             self._check_table(name, t)
         return self
+
+    def _resolve(self, ds: str, name: str, entry: BaseModel) -> Union[ReplayTeacher, OpenAITeacher]:
+        """The dataset's teacher: ``teachers.<name>`` with the dataset's differences over it."""
+        here = f"datasets.{ds}.teachers.{name}"
+        if name not in self.teachers:
+            raise ValueError(f"{here}: no `teachers.{name}` entry: state the teacher's shared settings there "
+                             f"(known teachers: {', '.join(self.teachers)})")
+        shared = self.teachers[name].model_dump(exclude_unset=True)
+        own = entry.model_dump(exclude_unset=True)
+        merged = {**shared, **own}
+        backend = merged.get("backend")
+        if backend is None:
+            raise ValueError(f"teachers.{name}.backend: missing; one of {', '.join(_TEACHER_MODELS)}")
+        model = _TEACHER_MODELS[backend]
+        for key in merged:
+            if key != "backend" and key not in model.model_fields:
+                where = here if key in own else f"teachers.{name}"
+                raise ValueError(f"{where}.{key}: not a setting of the {backend} backend "
+                                 f"(its settings: {', '.join(k for k in model.model_fields if k != 'backend')})")
+        try:
+            return model.model_validate(merged)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = str(err["loc"][0]) if err["loc"] else ""
+            where = here if key in own else f"teachers.{name}"
+            msg = "missing required key" if err["type"] == "missing" else err["msg"].removeprefix("Value error, ")
+            raise ValueError(f"{where}.{key}: {msg}") from None
+
+    def teacher(self, dataset: str, name: Optional[str] = None) -> Union[ReplayTeacher, OpenAITeacher]:
+        """A dataset's teacher, settings merged (``name`` None: the dataset's default)."""
+        name = name or self.datasets[dataset].teacher
+        try:
+            return self._resolved[dataset, name]
+        except KeyError:
+            raise PipelineError(f"teacher {name!r} is not one of dataset {dataset!r}'s teachers "
+                                f"({', '.join(self.datasets[dataset].teachers)})") from None
 
     def _check_table(self, name: str, t: TableSpec) -> None:
         def where(d: str) -> str:
@@ -285,6 +381,11 @@ class Params(Strict):
             for d, (section, known) in sections.items():
                 if d in dims and str(dims[d]) not in known:
                     raise ValueError(f"{where(d)}: {dims[d]!r} is not a key of {section} (known: {', '.join(known)})")
+            if "teacher" in dims:
+                ds = str(dims["dataset"])
+                if str(dims["teacher"]) not in self.datasets[ds].teachers:
+                    raise ValueError(f"{where('teacher')}: {dims['teacher']!r} is not a teacher of dataset {ds} "
+                                     f"(its teachers: {', '.join(self.datasets[ds].teachers)}; omit the cell if it has none)")
             if t.teacher_only:
                 continue
             m = self.methods[str(dims["method"])]

@@ -11,20 +11,28 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # run dimensions a table's rows / columns / fixed values may name (the seed comes from ``seeds``)
-Dim = Literal["method", "dataset", "student", "labels", "cots", "self_evals"]
-DIMS: tuple[str, ...] = ("method", "dataset", "student", "labels", "cots", "self_evals")
+Dim = Literal["method", "dataset", "teacher", "student", "labels", "cots", "self_evals"]
+DIMS: tuple[str, ...] = ("method", "dataset", "teacher", "student", "labels", "cots", "self_evals")
 
 # what a cell shows
 RunMetric = Literal["accuracy", "paper_protocol_accuracy", "verdict_agreement"]
-TeacherMetric = Literal["teacher_accuracy", "teacher_parse_rate"]
+TeacherMetric = Literal["teacher_accuracy", "teacher_parse_rate", "teacher_cot_accuracy",
+                        "se_agreement", "se_wrong_precision", "se_wrong_recall", "se_evaluations",
+                        "se_correct_on_correct", "se_wrong_on_correct", "se_uncertain_on_correct",
+                        "se_correct_on_wrong", "se_wrong_on_wrong", "se_uncertain_on_wrong", "se_unparsed"]
 Metric = Union[RunMetric, TeacherMetric]
-TEACHER_METRICS: tuple[str, ...] = ("teacher_accuracy", "teacher_parse_rate")
+TEACHER_METRICS: tuple[str, ...] = TeacherMetric.__args__
+COUNT_METRICS: tuple[str, ...] = tuple(m for m in TEACHER_METRICS if m == "se_evaluations" or "_on_" in m
+                                       or m == "se_unparsed")  # shown as counts, not percent
 METRIC_HELP = (
     "accuracy: test accuracy of the checkpoint selected on the validation split (our protocol); "
     "paper_protocol_accuracy: the best test accuracy over all selection points (the official code's "
     "selection, optimistic); verdict_agreement: the stage-1 student's agreement with the teacher's "
-    "verdicts on held-out self-evaluations (two-stage runs); teacher_accuracy / teacher_parse_rate: "
-    "the teacher's first CoT per question on the first split it answered in full (rows: dataset, no cols)"
+    "verdicts on held-out self-evaluations (two-stage runs); teacher_accuracy / teacher_parse_rate / "
+    "teacher_cot_accuracy: the teacher's first CoT per question / its CoTs, on the questions every teacher of "
+    "the dataset answered (metrics/teachers); se_*: the teacher's self-evaluations judged against the gold "
+    "correctness of the CoT each judges (agreement, precision and recall of 'wrong', counts of each verdict on "
+    "correct and on wrong CoTs). Teacher metrics: rows and cols among dataset and teacher"
 )
 
 Value = Union[int, str]
@@ -54,9 +62,10 @@ class TableSpec(_Strict):
     cols: Optional[Dim] = Field(None, description="none: one column per metric (`metric` is then a list)")
     values: dict[Dim, list[Value]] = Field(description="the values of the rows and cols dimensions, in order")
     fixed: dict[Dim, Value] = Field(default_factory=dict, description="values of other dimensions, for every cell")
-    omit: list[dict[Dim, Value]] = Field(default_factory=list, description="cells not run, shown as '-': each entry "
-                                          "matches the cells whose dimensions have all its values (e.g. {method: cot5_se, "
-                                          "dataset: cqa} where the teacher gave no self-evaluations)")
+    omit: list[dict[Dim, Union[Value, list[Value]]]] = Field(
+        default_factory=list, description="cells not run, shown as '-': each entry matches the cells whose dimensions "
+        "have all its values (a list: any of them), e.g. {method: cot5_se, dataset: cqa} where the teacher gave no "
+        "self-evaluations, or {dataset: cqa, teacher: [gpt35, gpt4o]} for teachers a dataset does not have")
     seeds: Optional[list[int]] = Field(None, description="one run per seed per cell (mean +- std, n); default: [seed]")
     metric: Union[Metric, list[Metric]] = Field("accuracy", description=METRIC_HELP)
     show: Literal["table", "line"] = Field("table", description="line: a line figure, x = cols, one line per row")
@@ -87,15 +96,16 @@ class TableSpec(_Strict):
             if d in axes:
                 raise ValueError(f"fixed.{d}: {d} is already an axis of this table")
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        if isinstance(self.metric, list) and self.cols:
-            raise ValueError("metric: a list of metrics is shown as the columns: leave cols out")
+        if isinstance(self.metric, list) and len(set(metrics)) != len(metrics):
+            raise ValueError("metric: a metric is listed twice")
         if not self.cols and not isinstance(self.metric, list):
             raise ValueError("cols: missing (or give `metric` as a list: one column per metric)")
         teacher = [m for m in metrics if m in TEACHER_METRICS]
-        if teacher and (self.rows != "dataset" or self.cols or len(teacher) != len(metrics)):
-            raise ValueError("metric: teacher metrics need rows: dataset, no cols and only teacher metrics")
-        if self.show == "line" and not self.cols:
-            raise ValueError("show: a line figure needs cols (its x axis)")
+        if teacher and (len(teacher) != len(metrics) or not set(axes) <= {"dataset", "teacher"}):
+            raise ValueError("metric: teacher metrics need rows (and cols) among dataset and teacher, and only "
+                             "teacher metrics")
+        if self.show == "line" and (not self.cols or len(metrics) > 1):
+            raise ValueError("show: a line figure needs cols (its x axis) and one metric")
         return self
 
     @property
@@ -117,6 +127,7 @@ def table_cells(t: TableSpec, omitted: bool = False):
             dims[t.rows] = r
             if t.cols:
                 dims[t.cols] = c
-            hit = any(all(str(dims.get(k)) == str(v) for k, v in o.items()) for o in t.omit)
+            hit = any(all(str(dims.get(k)) in (map(str, v) if isinstance(v, list) else [str(v)]) for k, v in o.items())
+                      for o in t.omit)
             if hit == omitted:
                 yield r, c, dims

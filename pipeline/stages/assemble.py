@@ -1,5 +1,5 @@
-"""assemble: the training rows of one assembly (dataset, labels, #CoTs k, #self-evaluations m; shared
-by the runs that differ only in student, epochs or seed) (``TrainRow``, ``train_row.schema.json``), built from the
+"""assemble: the training rows of one assembly (dataset, teacher, labels, #CoTs k, #self-evaluations m;
+shared by the runs that differ only in student, epochs or seed) (``TrainRow``, ``train_row.schema.json``), built from the
 teacher's records (``TeacherRecord``) and the prepared examples (``Example``).
 
 - ``stage2.jsonl`` (the CoT/label stage; the only stage of one-stage runs): for ``cots: 0`` one
@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..core.artifacts import read_records, write_model, write_records
 from ..core.records import AssembleMetrics, Example, TeacherRecord, TrainRow
 from ..runs import Assembly, Plan
-from ..core.spec import Params
+from ..core.spec import NO_TEACHER, Params
 from ..tasks import get_task
 from ..core.stageio import ASSEMBLED, METRICS, TEACHER, dataset_spec, read_prepared
 
@@ -97,7 +97,7 @@ def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
             if rec.id in valid_by_id:
                 stage1_valid += se_rows(params, rec, model_input(valid_by_id[rec.id]), m)[0]
     counts = AssembleMetrics(
-        assembly=m.name, dataset=m.dataset, labels=m.labels, cots=m.cots, self_evals=m.self_evals,
+        assembly=m.name, dataset=m.dataset, teacher=m.teacher, labels=m.labels, cots=m.cots, self_evals=m.self_evals,
         questions=len(teacher_train),
         stage2_rows=len(stage2), stage1_rows=len(stage1), valid_rows=len(valid), stage1_valid_rows=len(stage1_valid),
         excluded_unparseable=excluded, excluded_unparseable_evaluations=excluded_evals, questions_without_cots=no_cots,
@@ -108,8 +108,12 @@ def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
 def run(params: Params, assembly: str, plan: Plan | None = None) -> AssembleMetrics:
     m = (plan or Plan(params)).assembly(assembly)
     examples = read_prepared(m.dataset, ("train", "valid"))
-    teacher_train = read_records(TEACHER / m.dataset / "train.jsonl", TeacherRecord)
-    teacher_valid = read_records(TEACHER / m.dataset / "valid.jsonl", TeacherRecord)
+    if m.teacher == NO_TEACHER:  # gold labels, no CoTs: the questions alone
+        teacher_train = [TeacherRecord(id=ex.id, split="train", label=ex.label, cots=[]) for ex in examples["train"]]
+        teacher_valid = []
+    else:
+        teacher_train = read_records(TEACHER / m.dataset / m.teacher / "train.jsonl", TeacherRecord)
+        teacher_valid = read_records(TEACHER / m.dataset / m.teacher / "valid.jsonl", TeacherRecord)
     rows, counts = build(params, m, teacher_train, examples, teacher_valid)
     out = ASSEMBLED / assembly
     for name, rs in rows.items():

@@ -49,7 +49,7 @@ def run(params: Params, name: str, plan: Plan | None = None) -> EvalMetrics:
     correct = sum(x.correct for x in rows)
     write_records(RESULTS / name / "predictions.jsonl", rows)
     metrics = EvalMetrics(
-        run=name, dataset=r.dataset, method=r.method, student=r.student, labels=r.labels, cots=r.cots,
+        run=name, dataset=r.dataset, teacher=r.teacher, method=r.method, student=r.student, labels=r.labels, cots=r.cots,
         self_evals=r.self_evals, seed=r.seed, split=ev.split,
         accuracy=round(correct / len(rows), 6) if rows else 0.0, correct=correct, total=len(rows),
         started_at=started, finished_at=time.time(),

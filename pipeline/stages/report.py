@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.artifacts import atomic_path, read_model
-from ..core.records import EvalMetrics, TeachMetrics, TeachSplitMetrics, TrainingLog
+from ..core.records import EvalMetrics, TeacherComparison, TeachMetrics, TrainingLog
 from ..runs import Plan, Run
 from ..core.spec import Params
-from ..core.spec_tables import TEACHER_METRICS
+from ..core.spec_tables import COUNT_METRICS, TEACHER_METRICS
 from . import figures
 from ..core.stageio import METRICS
 
@@ -47,9 +47,23 @@ MEANING = {
                                "protocol (it selects on the test split: optimistic; for comparison with the paper only)",
     "verdict_agreement": "agreement of the stage-1 student's verdicts with the teacher's on held-out "
                          "self-evaluations (two-stage runs)",
-    "teacher_accuracy": "accuracy of the teacher's first CoT per question (unparseable = wrong) on the first split "
-                        "the teacher answered in full (test, else valid, else train)",
-    "teacher_parse_rate": "share of the teacher's CoTs with a parseable answer, on that same split",
+    "teacher_accuracy": "accuracy of the teacher's first CoT per question (unparseable = wrong), on the questions "
+                        "every teacher of the dataset answered (metrics/teachers/<dataset>.json; `*`: files that hold "
+                        "only CoTs that reached the gold answer, so not the teacher's accuracy)",
+    "teacher_parse_rate": "share of the teacher's CoTs with a parseable answer, on those same questions",
+    "teacher_cot_accuracy": "share of all the teacher's CoTs that reached the gold answer, on those same questions",
+    "se_agreement": "the teacher's 'correct'/'wrong' self-evaluation verdicts that match the gold correctness of "
+                    "the CoT they judge (all its self-evaluations of CoTs with a parseable answer)",
+    "se_wrong_precision": "of the teacher's 'wrong' verdicts, the share on CoTs that are wrong",
+    "se_wrong_recall": "of the teacher's evaluations of wrong CoTs, the share that say 'wrong'",
+    "se_evaluations": "self-evaluations judged (count)",
+    "se_correct_on_correct": "'correct' verdicts on correct CoTs (count)",
+    "se_wrong_on_correct": "'wrong' verdicts on correct CoTs (count)",
+    "se_uncertain_on_correct": "'uncertain' verdicts on correct CoTs (count)",
+    "se_correct_on_wrong": "'correct' verdicts on wrong CoTs (count)",
+    "se_wrong_on_wrong": "'wrong' verdicts on wrong CoTs (count)",
+    "se_uncertain_on_wrong": "'uncertain' verdicts on wrong CoTs (count)",
+    "se_unparsed": "evaluations without a verdict (count)",
 }
 
 
@@ -63,6 +77,8 @@ class Stat:
     seeds: int = 1  # seeds asked (0: teacher metric)
     omitted: bool = False
     note: str = ""
+    count: bool = False  # a count, not a percentage
+    mark: str = ""  # shown after the value (`*`: CoTs selected by gold)
 
     @property
     def status(self) -> str:
@@ -73,16 +89,19 @@ class Stat:
             return "-"
         if self.mean is None:
             return "n/a"
+        if self.count:
+            return f"{self.mean:.0f}"
         if self.seeds <= 1:
-            return f"{self.mean:.2f}"
+            return f"{self.mean:.2f}{self.mark}"
         return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "") + f" (n={self.n})"
 
 
-def _stat(values: list, seeds: int, note: str = "") -> Stat:
-    vals = [100 * v for v in values if v is not None]
+def _stat(values: list, seeds: int, note: str = "", count: bool = False, mark: str = "") -> Stat:
+    vals = [(1 if count else 100) * v for v in values if v is not None]
     if not vals:
-        return Stat(seeds=seeds, note=note)
-    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), seeds, note=note)
+        return Stat(seeds=seeds, note=note, count=count)
+    return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), seeds, note=note,
+                count=count, mark=mark)
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,8 @@ class Metrics:
     def __init__(self) -> None:
         self.evals: dict[str, Optional[EvalMetrics]] = {}
         self.train: dict[Path, Optional[TrainingLog]] = {}
-        self.teach: dict[str, Optional[TeachMetrics]] = {}
+        self.teach: dict[tuple[str, str], Optional[TeachMetrics]] = {}
+        self.compared: dict[str, Optional[TeacherComparison]] = {}
 
     def run(self, name: str) -> Optional[EvalMetrics]:
         if name not in self.evals:
@@ -138,17 +158,34 @@ class Metrics:
             return logs[0].verdict_agreement if run.two_stage and logs[0] else None
         raise ValueError(f"not a run metric: {metric}")
 
-    def teacher(self, ds: str) -> tuple[Optional[str], Optional[TeachSplitMetrics]]:
-        """The first split the teacher answered in full: test, else valid, else train."""
-        if ds not in self.teach:
-            p = METRICS / "teach" / f"{ds}.json"
-            self.teach[ds] = read_model(p, TeachMetrics) if p.exists() else None
-        splits = self.teach[ds].splits if self.teach[ds] else {}
-        for split in ("test", "valid", "train"):
-            m = splits.get(split)
-            if m and m.accuracy is not None and m.questions_with_cots == m.questions:
-                return split, m
-        return None, None
+    def teacher(self, metric: str, ds: str, teacher: str) -> Stat:
+        """A teacher metric of one (dataset, teacher): accuracies on the questions every teacher of the dataset
+        answered (metrics/teachers), the self-evaluation figures from its teach metrics."""
+        if metric.startswith("teacher_"):
+            if ds not in self.compared:
+                self.compared[ds] = _read(METRICS / "teachers" / f"{ds}.json", TeacherComparison)
+            c = self.compared[ds]
+            t = c.teachers.get(teacher) if c else None
+            if t is None:
+                return Stat(seeds=0)
+            v = {"teacher_accuracy": t.accuracy, "teacher_parse_rate": t.parse_rate,
+                 "teacher_cot_accuracy": t.cot_accuracy}[metric]
+            note = f"{ds}: {c.questions} of {c.split_questions} {c.split} questions (every teacher answered them)"
+            return _stat([v], 0, note, mark="*" if t.selected_by_gold and metric != "teacher_parse_rate" else "")
+        key = (ds, teacher)
+        if key not in self.teach:
+            self.teach[key] = _read(METRICS / "teach" / ds / f"{teacher}.json", TeachMetrics)
+        v = self.teach[key].verdicts if self.teach[key] else None
+        if v is None:
+            return Stat(seeds=0, count=metric in COUNT_METRICS)
+        counts = {"correct_on_correct": v.on_correct.get("correct", 0), "wrong_on_correct": v.on_correct.get("wrong", 0),
+                  "uncertain_on_correct": v.on_correct.get("uncertain", 0),
+                  "correct_on_wrong": v.on_wrong.get("correct", 0), "wrong_on_wrong": v.on_wrong.get("wrong", 0),
+                  "uncertain_on_wrong": v.on_wrong.get("uncertain", 0),
+                  "unparsed": v.on_correct.get("unparsed", 0) + v.on_wrong.get("unparsed", 0),
+                  "evaluations": sum(v.on_correct.values()) + sum(v.on_wrong.values()),
+                  "agreement": v.agreement, "wrong_precision": v.wrong_precision, "wrong_recall": v.wrong_recall}
+        return _stat([counts[metric.removeprefix("se_")]], 0, count=metric in COUNT_METRICS)
 
 
 @dataclass
@@ -160,22 +197,30 @@ class Grid:
     stats: dict[tuple[str, str], Stat]
 
 
+def _columns(t) -> list[tuple[str, str, str]]:
+    """(column label, column value, metric) of a table: one per column value, or per metric without cols,
+    or per (column value, metric) when a table with cols lists several metrics."""
+    if not t.cols:
+        return [(m, "None", m) for m in t.metrics]
+    if len(t.metrics) == 1:
+        return [(str(c), str(c), t.metrics[0]) for c in t.values[t.cols]]
+    return [(f"{c} {m}", str(c), m) for c in t.values[t.cols] for m in t.metrics]
+
+
 def _grid(params: Params, plan: Plan, name: str, m: Metrics) -> Grid:
     t = params.tables[name]
-    cols = [str(c) for c in t.values[t.cols]] if t.cols else t.metrics
+    columns = _columns(t)
     stats: dict[tuple[str, str], Stat] = {}
     for cell in plan.cells[name]:
-        for col, metric in ([(str(cell.col), t.metric)] if t.cols else [(x, x) for x in t.metrics]):
+        for col, _, metric in (c for c in columns if c[1] == str(cell.col)):
             if cell.omitted:
                 stat = Stat(omitted=True, seeds=0 if metric in TEACHER_METRICS else len(t.seeds or [params.seed]))
             elif metric in TEACHER_METRICS:
-                split, s = m.teacher(cell.dataset)
-                v = None if s is None else s.accuracy if metric == "teacher_accuracy" else s.parse_rate
-                stat = _stat([v], 0, f"split={split}" if split else "")
+                stat = m.teacher(metric, cell.dataset, cell.teacher)
             else:
                 stat = _stat([m.value(metric, r) for r in cell.runs], len(cell.runs))
             stats[str(cell.row), col] = stat
-    return Grid(name, [str(r) for r in t.values[t.rows]], cols, t.cols or "metric", stats)
+    return Grid(name, [str(r) for r in t.values[t.rows]], [c for c, _, _ in columns], t.cols or "metric", stats)
 
 
 def read_references(grids: dict[str, Grid], path: Path = REFERENCE) -> tuple[dict, list[Ref]]:
@@ -268,9 +313,12 @@ def _table_md(params: Params, g: Grid, refs: dict, figure: Optional[Path]) -> st
             shown.append(s.show() + (f" [ref {ref.value:.2f}" + (f"; diff {d}]" if d else "]") if ref else ""))
         md.append(f"| {row} | " + " | ".join(shown) + " |")
     md.append("")
-    notes = sorted({f"{row}: {s.note}" for (row, _), s in g.stats.items() if s.note})
+    notes = sorted({s.note for s in g.stats.values() if s.note})
     if notes:
-        md += ["Teacher metrics scored on: " + "; ".join(notes) + ".", ""]
+        md += ["Teacher accuracies counted on: " + "; ".join(notes) + ".", ""]
+    if any(s.mark == "*" for s in g.stats.values()):
+        md += ["`*`: the recorded files hold only CoTs that reached the gold answer (selected after sampling): the "
+               "value is the agreement of the kept CoTs with gold, not the teacher's accuracy.", ""]
     used = [r for (tb, _, _), r in refs.items() if tb == g.name]
     if used:
         md += ["Reference values:", ""] + [f"- ({r.row}, {r.col}) {r.value:.2f}: {r.source}" for r in used] + [""]
@@ -281,14 +329,15 @@ def _table_md(params: Params, g: Grid, refs: dict, figure: Optional[Path]) -> st
 
 def _figure(params: Params, g: Grid, out: list[Path]) -> Optional[Path]:
     t = params.tables[g.name]
-    series = {row: [(s.mean, s.std) if (s := g.stats.get((row, col))) else (None, None) for col in g.cols]
+    cols = [label for label, _, metric in _columns(t) if metric not in COUNT_METRICS]  # percentages only
+    series = {row: [(s.mean, s.std) if (s := g.stats.get((row, col))) else (None, None) for col in cols]
               for row in g.rows}
     ylabel = (t.metrics[0] if len(t.metrics) == 1 else "value") + " (%)"
     if t.show == "line":
         figures.write_csv(FIGURES / f"{g.name}.csv", g.col_dim, g.cols, series)
         out.append(FIGURES / f"{g.name}.csv")
     png = figures.plot(FIGURES / f"{g.name}.png", t.show if t.show == "line" else "bar", t.title, g.col_dim,
-                       g.cols, series, ylabel)
+                       cols, series, ylabel)
     out.append(png)
     return png
 

@@ -5,16 +5,20 @@ them, self-evaluations of each CoT. Teacher accuracy and parse rate per split as
 
 The backends (``pipeline/teacher``) take the typed examples and return plain records, quarantine rows and
 usage; this stage types them (``TeacherRecord``, ``TeacherUsage``) and writes every file:
-``data/teacher/<dataset>/<split>.jsonl``, ``quarantine.jsonl`` (live teacher) and
-``metrics/teach/<dataset>.json``."""
+``data/teacher/<dataset>/<teacher>/<split>.jsonl``, ``quarantine.jsonl`` (live teacher) and
+``metrics/teach/<dataset>/<teacher>.json``. It runs once per (dataset, teacher) that ``datasets:``
+lists; a live teacher that stops part-way (``budget_usd``) still writes its metrics, with the
+spend, before the stage fails."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from ..core.artifacts import parse_model, read_model, write_jsonl, write_model, write_records
 from ..core.errors import PipelineError
 from ..core.paths import METRICS, PREPARED, QUARANTINE, TEACHER
-from ..core.records import Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics
+from ..core.records import (Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics,
+                            VerdictCounts)
 from ..core.spec import SPLITS, OpenAITeacher, Params
 from ..tasks import get_task
 from ..core.stageio import dataset_spec, read_prepared
@@ -29,55 +33,93 @@ def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[Example]]:
     return {origin: sorted(exs, key=lambda e: e.index) for origin, exs in by_origin.items()}
 
 
-def run(params: Params, dataset: str) -> TeachMetrics:
+def paths(dataset: str, teacher: str) -> tuple[Path, Path]:
+    """Where a teaching's records and metrics go: ``data/teacher/<dataset>/<teacher>/``, ``metrics/teach/<dataset>/<teacher>.json``."""
+    return TEACHER / dataset / teacher, METRICS / "teach" / dataset / f"{teacher}.json"
+
+
+def run(params: Params, dataset: str, teacher: str) -> TeachMetrics:
     spec = dataset_spec(params, dataset)
+    t = params.teacher(dataset, teacher)
     task = get_task(spec.task)
     prepared = read_prepared(dataset)
     prep_metrics = read_model(METRICS / "prepare" / f"{dataset}.json", PrepareMetrics)
     by_origin = _by_origin(prepared)
+    out_dir, metrics_path = paths(dataset, teacher)
+    base = dict(dataset=dataset, teacher=teacher, description=t.description, backend=t.backend)
 
     quarantine, usage = None, None
-    if isinstance(spec.teacher, OpenAITeacher):
-        from ..teacher.openai import generate
+    if isinstance(t, OpenAITeacher):
+        from ..teacher.openai import TeacherStopped, generate
 
-        out = generate(dataset, task, spec.teacher, by_origin)
+        try:
+            out = generate(dataset, task, t, by_origin, name=teacher)
+        except TeacherStopped as stop:  # the budget summary is what the user needs most here
+            usage = parse_model(TeacherUsage, stop.usage, f"teach {dataset}/{teacher}: usage of the stopped teacher")
+            write_model(metrics_path, TeachMetrics(**base, splits={}, usage=usage, stopped=str(stop)))
+            raise
         recs_by_origin, unmatched = out.records, {split: 0 for split in by_origin}
         quarantine = out.quarantine
-        usage = parse_model(TeacherUsage, out.usage, f"teach {dataset}: usage of the {spec.teacher.backend} teacher")
+        usage = parse_model(TeacherUsage, out.usage, f"teach {dataset}/{teacher}: usage of the {t.backend} teacher")
+        selected = False
     else:
         from ..teacher.replay import replay
 
-        recs_by_origin, unmatched = replay(task, spec.teacher, by_origin, prep_metrics.source_rows)
+        recs_by_origin, unmatched = replay(task, t, by_origin, prep_metrics.source_rows)
+        selected = any(src.selected == "correct" for src in t.sources)
 
     # the backends return plain records (by source split): typed here, in the split each question is in
     by_id = {r["id"]: r for recs in recs_by_origin.values() for r in recs}
     splits: dict[str, TeachSplitMetrics] = {}
+    every: list[TeacherRecord] = []
     for split in SPLITS:
-        where = f"teach {dataset}: {spec.teacher.backend} teacher record of {split} question"
+        where = f"teach {dataset}/{teacher}: {t.backend} teacher record of {split} question"
         recs = [parse_model(TeacherRecord, {**by_id[ex.id], "split": split}, f"{where} {ex.id!r}")
                 for ex in prepared[split]]
-        write_records(TEACHER / dataset / f"{split}.jsonl", recs)
+        write_records(out_dir / f"{split}.jsonl", recs)
+        every += recs
         if recs:
             splits[split] = split_metrics(recs, unmatched.get(split, 0))
     if quarantine is not None:
-        write_jsonl(TEACHER / dataset / QUARANTINE, quarantine, None)
-    metrics = TeachMetrics(dataset=dataset, backend=spec.teacher.backend, splits=splits, usage=usage)
-    write_model(METRICS / "teach" / f"{dataset}.json", metrics)
+        write_jsonl(out_dir / QUARANTINE, quarantine, None)
+    metrics = TeachMetrics(**base, selected_by_gold=selected, splits=splits, verdicts=verdict_counts(every),
+                           usage=usage)
+    write_model(metrics_path, metrics)
     return metrics
 
 
-def estimate(params: Params, dataset: str) -> None:
+def estimate(params: Params, dataset: str, teacher: str) -> None:
     """Print the requests, tokens and cost the teach stage would send now (nothing is sent)."""
     spec = dataset_spec(params, dataset)
-    t = spec.teacher
+    t = params.teacher(dataset, teacher)
     if not isinstance(t, OpenAITeacher):
-        raise PipelineError(f"datasets.{dataset}.teacher.backend is {t.backend!r}: estimate is for the openai backend")
+        raise PipelineError(f"teachers.{teacher}: backend {t.backend!r}: estimate is for the openai backend")
     if not (PREPARED / dataset).is_dir():
         raise PipelineError(f"{PREPARED / dataset}: not found; run `python -m pipeline prepare --dataset {dataset}` first")
     from ..teacher.openai import estimate_lines
 
-    for line in estimate_lines(dataset, get_task(spec.task), t, _by_origin(read_prepared(dataset))):
+    for line in estimate_lines(dataset, get_task(spec.task), t, _by_origin(read_prepared(dataset)), name=teacher):
         print(line)
+
+
+def verdict_counts(recs: list[TeacherRecord]) -> VerdictCounts | None:
+    """Every self-evaluation of ``recs`` against the gold correctness of the CoT it judges."""
+    on: dict[bool, Counter] = {True: Counter(), False: Counter()}
+    for r in recs:
+        for c in r.cots:
+            if c.correct is None:
+                continue
+            for e in c.evaluations:
+                on[c.correct][e.verdict or "unparsed"] += 1
+    if not sum(on[True].values()) + sum(on[False].values()):
+        return None
+    said_wrong = on[True]["wrong"] + on[False]["wrong"]
+    judged = on[True]["correct"] + on[True]["wrong"] + on[False]["correct"] + on[False]["wrong"]
+    ratio = lambda a, b: round(a / b, 6) if b else None  # noqa: E731
+    return VerdictCounts(on_correct=dict(sorted(on[True].items())), on_wrong=dict(sorted(on[False].items())),
+                         wrong_precision=ratio(on[False]["wrong"], said_wrong),
+                         wrong_recall=ratio(on[False]["wrong"], sum(on[False].values())),
+                         agreement=ratio(on[True]["correct"] + on[False]["wrong"], judged))
 
 
 def summary(s: TeachSplitMetrics) -> str:

@@ -152,7 +152,7 @@ def _finish(params, run: Run, stage, rows, epochs, init_dir, verdict_rows, tok, 
     _save(model, tok, MODELS / run.name / stage)
     log = TrainingLog(
         verdict_agreement=agreement, verdict_rows=len(verdict_rows or []),
-        run=run.name, dataset=run.dataset, method=run.method, student=run.student, labels=run.labels,
+        run=run.name, dataset=run.dataset, teacher=run.teacher, method=run.method, student=run.student, labels=run.labels,
         cots=run.cots, self_evals=run.self_evals, seed=run.seed, stage=stage, device=device, precision="bf16" if cfg.bf16 else "fp32",
         forward=cfg.forward, parameters=n_params(model), init=str(init_dir) if init_dir else "base",
         world_size=dist_info()[1], rows=len(rows), epochs=epochs, steps=res.steps, seconds=round(res.seconds, 3),

@@ -45,7 +45,7 @@ class ANLI(Task):
     def id_parts(self, row: dict) -> tuple[str, ...]:
         return row["premise"], row["question"]
 
-    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example], mode: str = "strict") -> tuple[Optional[str], Optional[str]]:
         m = re.match(r"([A-Za-z]+)", rest)
         word = m.group(1).lower() if m else ""
         if word not in LABELS:

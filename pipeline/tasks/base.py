@@ -97,6 +97,10 @@ class Task(ABC):
         """Key that recorded teacher files are matched on when matched by text."""
         return normalize_text(ex.question)
 
+    def recorded_key(self, question: str) -> str:
+        """The same key, from the question text of a recorded teacher file (``match_key``'s counterpart)."""
+        return normalize_text(question)
+
     def format_choices(self, choices: list[str]) -> str:
         """Answer choices one per line, as the student's input and the teacher's prompts show them."""
         raise NotImplementedError(f"{self.name} examples have no answer choices")
@@ -106,6 +110,8 @@ class Task(ABC):
     answer_phrase: str = "So the answer is"
     #: the regular expression of the answer sentence (default: ``answer_phrase`` literally)
     answer_pattern: Optional[str] = None
+    #: the same in lenient mode, where it differs (default: the strict one, case-insensitive)
+    lenient_pattern: Optional[str] = None
 
     #: parse modes: "strict" = the answer sentence exactly as the prompt templates (and the reference
     #: code) write it, capitalised; "lenient" = case-insensitive, and SVAMP falls back to the last
@@ -117,18 +123,19 @@ class Task(ABC):
         if not text or not text.strip():
             return Parsed(None, None, "empty", "empty output")
         body = cut_run_on(text, self.stop_markers)
-        hit = _sentence_re(self.answer_pattern or re.escape(self.answer_phrase), mode).search(body)
+        strict = self.answer_pattern or re.escape(self.answer_phrase)
+        hit = _sentence_re(self.lenient_pattern or strict if mode == "lenient" else strict, mode).search(body)
         if hit is None:
             return (self._without_answer_sentence(body, mode)
                     or Parsed(None, None, "no_answer", f"no '{self.answer_phrase}' sentence"))
         rationale = body[: hit.start()].rstrip()
-        answer, problem = self._answer_from(body[hit.end():], example)
+        answer, problem = self._answer_from(body[hit.end():], example, mode)
         if answer is None:
             return Parsed(rationale, None, "bad_answer", problem)
         return Parsed(rationale, answer, "ok")
 
     @abstractmethod
-    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example], mode: str = "strict") -> tuple[Optional[str], Optional[str]]:
         """The answer in ``rest``, the text after the answer sentence: (answer, None), or (None, why not)."""
 
     def _without_answer_sentence(self, body: str, mode: str) -> Optional[Parsed]:

@@ -5,7 +5,7 @@ import re
 from typing import Optional
 
 from ..core.records import Example
-from .base import Task
+from .base import Task, normalize_text
 
 LETTERS = "abcde"  # the choices' letters, as the student's input and the teacher's prompts show them
 
@@ -13,6 +13,8 @@ LETTERS = "abcde"  # the choices' letters, as the student's input and the teache
 class CQA(Task):
     name = "cqa"
     stop_markers = ("Q:",)
+    # lenient: "The answer is B" as well (the multi-teacher-eitnlp CoTs), and a bare letter after it
+    lenient_pattern = r"(?:so )?the answer is:?"
 
     def from_hub_row(self, row: dict) -> dict:  # tau/commonsense_qa
         texts = list(row["choices"]["text"])
@@ -37,9 +39,16 @@ class CQA(Task):
     def format_choices(self, choices: list[str]) -> str:
         return "\n".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
-    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
+    def recorded_key(self, question: str) -> str:
+        """A recorded file's question may carry its choices (``Q: ... Answer choices: A: ..., B: ...``)."""
+        q = re.sub(r"^\s*Q:\s*", "", question)
+        return normalize_text(re.split(r"\s+Answer choices:", q, maxsplit=1, flags=re.IGNORECASE)[0])
+
+    def _answer_from(self, rest: str, example: Optional[Example], mode: str = "strict") -> tuple[Optional[str], Optional[str]]:
         line = rest.split("\n", 1)[0].strip()
         m = re.match(r"\(?([a-eA-E])\)\s*(.*)$", line)
+        if not m and mode == "lenient":  # a bare letter: "The answer is B" / "B."
+            m = re.match(r"\(?([a-eA-E])\)?(?:[.:]?\s*$)()", line)
         if not m:
             return None, f"no '(letter) choice' after the answer phrase: {line[:60]!r}"
         answer = m.group(2).strip()

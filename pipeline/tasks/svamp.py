@@ -40,7 +40,7 @@ class SVAMP(Task):
                 return Parsed(body.strip(), nums[-1].replace(",", ""), "ok")
         return None
 
-    def _answer_from(self, rest: str, example: Optional[Example]) -> tuple[Optional[str], Optional[str]]:
+    def _answer_from(self, rest: str, example: Optional[Example], mode: str = "strict") -> tuple[Optional[str], Optional[str]]:
         line = rest.split("\n", 1)[0]
         paren = re.search(r"\(.*\)", line)
         if paren:

@@ -3,7 +3,18 @@
 One transaction per response (WAL mode), so a crash or a SIGKILL loses at most the requests in
 flight, and a rerun sends only what is missing. A sample is keyed by the endpoint base URL, the model,
 the hash of the prompt messages, the sampling parameters and the sample index (``group_key`` hashes
-all but the index); token usage and latency are kept per request. The API key is never stored.
+all but the index); token usage, latency, and the model snapshot and ``system_fingerprint`` the
+endpoint answered with are kept per request. The API key is never stored.
+
+Spend that may have been billed but is not known: a ``pending`` row is committed before a request is
+sent, with the request's worst-case cost and the number of its HTTP attempts that may have been
+billed. It is removed in the transaction that records the answer, or when every attempt got a
+definite HTTP error answer (not billed). An attempt the client abandoned (a timeout while the server
+may still answer) keeps it, as does a request in flight when the process dies: ``uncertain`` is what
+budget_usd counts for them, until someone who knows better clears them (``clear_uncertain``).
+
+Schema version 2 (pending, response_model, system_fingerprint); a version-1 journal is migrated
+in place when opened (its earlier requests have no snapshot recorded).
 
 The journal is a persistent cache, not a DVC output (DVC deletes outputs before a stage runs).
 """
@@ -20,7 +31,8 @@ from typing import Iterable, Optional
 from ..core.errors import PipelineError
 from ..core.paths import project_root
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+_MIGRATABLE = {"1"}
 _CHUNK = 500
 
 _DDL = """
@@ -39,6 +51,20 @@ CREATE TABLE IF NOT EXISTS requests (
     cost_usd REAL NOT NULL,
     response_id TEXT,
     latency_s REAL,
+    created_at REAL NOT NULL,
+    response_model TEXT,
+    system_fingerprint TEXT
+);
+CREATE TABLE IF NOT EXISTS pending (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    n_asked INTEGER NOT NULL,
+    worst_usd REAL NOT NULL,
+    attempts INTEGER NOT NULL,
+    state TEXT NOT NULL,
     created_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS samples (
@@ -100,14 +126,32 @@ class Journal:
             # only an OS crash or power loss can drop the last commits, which are then re-sent.
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA busy_timeout=60000")
-            self.db.executescript(_DDL)
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise PipelineError(f"{self.path}: teacher journal schema version {row[0]}, expected {SCHEMA_VERSION}")
+            self._open_schema()
         except sqlite3.DatabaseError as e:
             raise PipelineError(f"{self.path}: cannot open the teacher journal ({e})") from None
+
+    def _open_schema(self) -> None:
+        """Create the tables, or check the version and migrate an older journal, in one transaction."""
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            row = cur.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+            version = row and cur.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version and version[0] != SCHEMA_VERSION and version[0] not in _MIGRATABLE:
+                raise PipelineError(f"{self.path}: teacher journal schema version {version[0]}, expected "
+                                    f"{SCHEMA_VERSION} (written by a newer version of this code?)")
+            if version and version[0] != SCHEMA_VERSION:  # 1 -> 2: the snapshot columns, and pending
+                have = {r[1] for r in cur.execute("PRAGMA table_info(requests)")}
+                for col in ("response_model", "system_fingerprint"):
+                    if col not in have:
+                        cur.execute(f"ALTER TABLE requests ADD COLUMN {col} TEXT")
+            for stmt in filter(str.strip, _DDL.split(";")):
+                cur.execute(stmt)
+            cur.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -150,6 +194,32 @@ class Journal:
                             (endpoint, model)).fetchone()
         return {"requests": r[0], "cost_usd": r[1]}
 
+    def uncertain(self, endpoint: Optional[str] = None, model: Optional[str] = None) -> dict:
+        """Pending requests (of the endpoint and model, or all): HTTP attempts that may have been
+        billed, and their worst-case cost."""
+        where, args = ("WHERE endpoint=? AND model=?", (endpoint, model)) if endpoint is not None else ("", ())
+        r = self.db.execute(f"SELECT COALESCE(SUM(attempts),0), COALESCE(SUM(worst_usd * attempts),0) FROM pending "
+                            f"{where}", args).fetchone()
+        return {"requests": r[0], "cost_usd": r[1]}
+
+    def snapshots(self, request_ids: Iterable[int]) -> list[dict]:
+        """Which model snapshot and system_fingerprint answered the given journal requests, and how
+        many each (None: not reported, or recorded before the journal kept it), most requests first (then
+named before unknown, by name)."""
+        ids = sorted(set(request_ids))
+        counts: dict[tuple, int] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            q = ("SELECT response_model, system_fingerprint, COUNT(*) FROM requests "
+                 f"WHERE id IN ({','.join('?' * len(chunk))}) GROUP BY response_model, system_fingerprint")
+            for m, fp, n in self.db.execute(q, chunk):
+                counts[(m, fp)] = counts.get((m, fp), 0) + n
+        def order(kv):  # most requests first, then named before unknown, by name
+            return (-kv[1], *((v is None, v or "") for v in kv[0]))
+
+        return [{"model": m, "system_fingerprint": fp, "requests": n}
+                for (m, fp), n in sorted(counts.items(), key=order)]
+
     def mean_completion_tokens(self, endpoint: str, model: str, kind: str) -> Optional[float]:
         """Mean completion tokens per returned sample of earlier requests (for estimates)."""
         r = self.db.execute("SELECT SUM(completion_tokens), SUM(n_returned) FROM requests "
@@ -166,24 +236,55 @@ class Journal:
     def set_n_supported(self, endpoint: str, model: str, value: bool) -> None:
         self.db.execute("INSERT OR REPLACE INTO capabilities VALUES (?, ?, ?)", (endpoint, model, int(value)))
 
+    def begin_pending(self, *, endpoint: str, model: str, kind: str, group: str, n_asked: int,
+                      worst_usd: float) -> int:
+        """A request about to be sent (one attempt that may be billed), committed before it goes."""
+        cur = self.db.execute("INSERT INTO pending (endpoint, model, kind, group_key, n_asked, worst_usd, attempts, "
+                              "state, created_at) VALUES (?,?,?,?,?,?,1,'in_flight',?)",
+                              (endpoint, model, kind, group, n_asked, worst_usd, time.time()))
+        return cur.lastrowid
+
+    def pending_attempts(self, pending_id: int, attempts: int) -> None:
+        """How many HTTP attempts of a request in flight may have been billed so far (a retry went out)."""
+        self.db.execute("UPDATE pending SET attempts=? WHERE id=?", (attempts, pending_id))
+
+    def settle_pending(self, pending_id: int, uncertain: int, cur=None) -> None:
+        """A request is over: its row goes when none of its attempts may have been billed unseen;
+        else it stays, ``abandoned``, counting those attempts."""
+        run = (cur or self.db).execute
+        if uncertain > 0:
+            run("UPDATE pending SET attempts=?, state='abandoned' WHERE id=?", (uncertain, pending_id))
+        else:
+            run("DELETE FROM pending WHERE id=?", (pending_id,))
+
+    def clear_uncertain(self, endpoint: str, model: str) -> int:
+        """Forget the pending requests of an endpoint and model (known to be unbilled); -> rows removed."""
+        return self.db.execute("DELETE FROM pending WHERE endpoint=? AND model=?", (endpoint, model)).rowcount
+
     def record(self, *, endpoint: str, model: str, kind: str, group: str, p_hash: str, params: dict,
                indices: list[int], texts: list[tuple[str, Optional[str]]], n_asked: int,
                prompt_tokens: int, completion_tokens: int, usage_estimated: bool, cost_usd: float,
-               response_id: Optional[str], latency_s: float) -> int:
-        """Store one response (its samples at the given indices) in one committed transaction."""
+               response_id: Optional[str], latency_s: float, response_model: Optional[str] = None,
+               system_fingerprint: Optional[str] = None, pending: Optional[tuple[int, int]] = None) -> int:
+        """Store one response (its samples at the given indices) in one committed transaction; with
+        ``pending`` (its row, attempts of it that may have been billed besides this answer), settle
+        its pending row in the same transaction."""
         params_json = _canon(params)
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             cur.execute("INSERT INTO requests (endpoint, model, kind, group_key, n_asked, n_returned, prompt_tokens, "
-                        "completion_tokens, usage_estimated, cost_usd, response_id, latency_s, created_at) "
-                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        "completion_tokens, usage_estimated, cost_usd, response_id, latency_s, created_at, "
+                        "response_model, system_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (endpoint, model, kind, group, n_asked, len(texts), prompt_tokens, completion_tokens,
-                         int(usage_estimated), cost_usd, response_id, latency_s, time.time()))
+                         int(usage_estimated), cost_usd, response_id, latency_s, time.time(), response_model,
+                         system_fingerprint))
             rid = cur.lastrowid
             cur.executemany("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?,?,?,?)",
                             [(group, idx, endpoint, model, p_hash, params_json, kind, text, fin, rid)
                              for idx, (text, fin) in zip(indices, texts)])
+            if pending is not None:
+                self.settle_pending(*pending, cur=cur)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

@@ -18,7 +18,6 @@ from ..core.paths import resolve_data_path
 from ..core.records import Example, TeacherRecord
 from ..core.spec import ReplayFiles, ReplayTeacher
 from ..tasks import Task
-from ..tasks.base import normalize_text
 from .common import empty_record, make_cot
 
 
@@ -104,7 +103,7 @@ def _apply(task: Task, src: ReplayFiles, split: str, paths: list[Path], exs: lis
                         raise ValueError(f"{len(cots)} CoTs but {len(evals)} evaluation lists")
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 raise PipelineError(f"{p}: row {n}: not a {src.format} row ({type(e).__name__}: {e})") from None
-            key = normalize_text(question)
+            key = task.recorded_key(question)
             if key not in by_key:
                 unmatched += 1
                 continue

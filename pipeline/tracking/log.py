@@ -27,17 +27,19 @@ def run_params(params: Params, run: Run) -> dict[str, str]:
     """The flattened params of one run: its dimensions and the spec sections its stages read."""
     p = params.model_dump(mode="json")
     return flatten({
-        "seed": run.seed, "profile": params.profile, "dataset": run.dataset, "method": run.method,
+        "seed": run.seed, "profile": params.profile, "dataset": run.dataset, "teacher": run.teacher,
+        "method": run.method,
         "student": run.student, "labels": run.labels, "cots": run.cots, "self_evals": run.self_evals,
         "assembly": run.assembly.name,
         "datasets": {run.dataset: p["datasets"][run.dataset]}, "methods": {run.method: p["methods"][run.method]},
+        "teachers": {run.teacher: p["teachers"][run.teacher]} if run.teacher in p["teachers"] else {},
         "students": {run.student: p["students"][run.student]},
         "assemble": p["assemble"], "train": p["train"], "evaluate": p["evaluate"],
     })
 
 
 def _dims_tags(params: Params, run: Run) -> dict[str, str]:
-    return {"run": run.name, "dataset": run.dataset, "method": run.method, "student": run.student,
+    return {"run": run.name, "dataset": run.dataset, "teacher": run.teacher, "method": run.method, "student": run.student,
             "labels": run.labels, "cots": str(run.cots), "self_evals": str(run.self_evals), "seed": str(run.seed),
             "assembly": run.assembly.name, "profile": params.profile}
 
@@ -92,7 +94,7 @@ def _final_metrics(metrics: EvalMetrics, logs: list[TrainingLog]):
 
 def _note(run: Run, tables: list[str], train: _Data, test: _Data) -> str:
     return "\n".join([
-        f"**{run.name}**: {run.method} on {run.dataset}, T5 {run.student}, {run.labels} labels, "
+        f"**{run.name}**: {run.method} on {run.dataset}, teacher {run.teacher}, T5 {run.student}, {run.labels} labels, "
         f"{run.cots} CoTs x {run.self_evals} self-evaluations, seed {run.seed}.",
         "",
         f"Tables: {', '.join(tables) or '(none)'}. Child runs: the training stages.",

@@ -16,6 +16,7 @@ SVAMP = DATA / "svamp"
 LIMIT = {"train": 6, "valid": 2, "test": 3}
 TRAIN_Q, TEST_Q = LIMIT["train"], LIMIT["test"]
 
+NAME = "live"  # the teacher's name in the test params: records in data/teacher/svamp/live/
 TEACHER = {"backend": "openai", "model": "fake-model", "cots": 2, "self_evals": 2, "concurrency": 2,
            "max_tokens": 64, "max_retries": 2, "timeout_s": 5}
 
@@ -24,12 +25,14 @@ def params_doc(**teacher) -> dict:
     return {
         "profile": "openai-teacher-test",
         "seed": 0,
+        "teachers": {NAME: {**TEACHER, **teacher}},
         "datasets": {"svamp": {
             "task": "svamp",
             "source": {"kind": "local", "format": "dss",
                        "files": {"train": str(SVAMP / "svamp_train.json"), "test": str(SVAMP / "svamp_test.json")}},
             "limit": LIMIT,
-            "teacher": {**TEACHER, **teacher},
+            "teacher": NAME,
+            "teachers": {NAME: {}},
         }},
         "methods": {"std": {"labels": "gold", "cots": 0, "epochs": 1}},
         "students": {"tiny": {"id": "t5-small"}},
@@ -55,6 +58,11 @@ def env_for(proj: Path, srv: FakeOpenAI, key: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "DVC_"))}
     env.update(OPENAI_API_KEY=key, OPENAI_BASE_URL=srv.base_url, DVC_ROOT=str(proj), PYTHONPATH=str(proj))
     return env
+
+
+def records_dir(proj: Path) -> Path:
+    """Where the teach stage writes the test teacher's records."""
+    return proj / "data" / "teacher" / "svamp" / NAME
 
 
 def journal_file(proj: Path) -> Path:

@@ -1,9 +1,11 @@
 """The backend's entry point for the teach stage: ``generate`` returns the teacher records, the
 quarantine rows (outputs without a parseable answer or verdict) and the ``usage`` metrics. It writes
-no file: the stage writes every artifact."""
+no file: the stage writes every artifact. A phase that stops before it has every sample raises
+``TeacherStopped``, whose ``usage`` is built from what was spent (outcome.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ...core.spec import OpenAITeacher
 from ...core.records import Example
@@ -12,6 +14,7 @@ from ..common import empty_record, make_cot
 from ..journal import Journal, journal_path
 from .budget import Budget
 from .endpoint import endpoint_url, ensure_key
+from .outcome import TeacherStopped
 from .plan import Group, Planner, load_cached, missing_samples, slot_of
 from .sender import Sender
 
@@ -23,41 +26,70 @@ class TeacherOutput:
     quarantine: list[dict] = field(default_factory=list)  # rows of data/teacher/<dataset>/quarantine.jsonl
 
 
-def generate(dataset: str, task: Task, teacher: OpenAITeacher,
-             examples_by_origin: dict[str, list[Example]]) -> TeacherOutput:
+def generate(dataset: str, task: Task, teacher: OpenAITeacher, examples_by_origin: dict[str, list[Example]],
+             name: str = "teacher") -> TeacherOutput:
     """k CoTs per question of ``teacher.splits``, then m self-evaluations of each parseable CoT of the
-    ``self_eval_splits`` questions: from the journal where it has them, from the endpoint otherwise."""
-    endpoint = endpoint_url()
+    ``self_eval_splits`` questions: from the journal where it has them, from the endpoint otherwise.
+
+    ``name`` is the teacher's name in params (``teachers.<name>``), used in every line the user reads.
+    Raises ``PipelineError`` when nothing can be sent (no key, no connection, a model the endpoint's
+    model list lacks, a refused key) and ``TeacherStopped`` (with ``.usage``) when a phase stops after
+    it began sending (``budget_usd``, a 4xx answer, a lost connection, repeated failures)."""
+    endpoint = endpoint_url(teacher)
     planner = Planner(task, teacher, endpoint)
     examples = [ex for exs in examples_by_origin.values() for ex in exs]
     jpath = journal_path(teacher.journal)
     with Journal(jpath) as journal:
-        budget = Budget(teacher, journal.spent(endpoint, teacher.model)["cost_usd"])
-        sender = Sender(teacher, journal, endpoint, dataset, budget)
+        budget = Budget.from_journal(teacher, journal, endpoint)
+        sender = Sender(teacher, journal, endpoint, dataset, budget, name=name)
         cot_groups, cot_of = planner.cot_slots(examples)
         load_cached(journal, cot_groups)
         cached = {(g.key, i) for g in cot_groups.values() for i in g.have}
-        ensure_key(missing_samples(cot_groups.values()))
-        sender.run(list(cot_groups.values()), "CoTs")
-        sender.raise_if_incomplete(list(cot_groups.values()), jpath)
+        groups = list(cot_groups.values())
+        skipped = 0
+
+        def stop_if_incomplete(phase: list[Group]) -> None:
+            message = sender.incomplete(phase, jpath)
+            if message:
+                raise TeacherStopped(message, _usage(planner, sender, journal, groups, cached, skipped=skipped,
+                                                     stopped=sender.stop_reason or "samples missing"))
+
+        ensure_key(teacher, missing_samples(cot_groups.values()), name)
+        sender.run(groups, "CoTs")
+        stop_if_incomplete(groups)
 
         se_groups, se_of, skipped = planner.self_eval_slots(examples, cot_of)
         load_cached(journal, se_groups)
         cached |= {(g.key, i) for g in se_groups.values() for i in g.have}
-        ensure_key(missing_samples(se_groups.values()))
+        groups += list(se_groups.values())
+        ensure_key(teacher, missing_samples(se_groups.values()), name)
         sender.run(list(se_groups.values()), "self-evaluations")
-        sender.raise_if_incomplete(list(se_groups.values()), jpath)
+        stop_if_incomplete(list(se_groups.values()))
 
         records, quarantine, used = _assemble(task, teacher, examples_by_origin, cot_of, se_of)
-        final = journal.samples(list(cot_groups) + list(se_groups))
-        total = journal.usage({final[g.key][i].request_id for g, i in used})
+        usage = _usage(planner, sender, journal, groups, cached, used, quarantine, skipped)
+    return TeacherOutput(records, usage, quarantine)
 
-    s = sender.stats
-    usage = {
+
+def _usage(planner: Planner, sender: Sender, journal: Journal, groups: list[Group], cached: set,
+           used: Optional[list[tuple[Group, int]]] = None, quarantine: list[dict] = (), skipped: int = 0,
+           stopped: Optional[str] = None) -> dict:
+    """The ``usage`` entry of the teach metrics (``TeacherUsage``). ``used``: the (group, sample) of
+    every output in the records; None (a stopped run): every planned sample the journal holds."""
+    teacher, budget, s = sender.teacher, sender.budget, sender.stats
+    if used is None:
+        used = [(g, i) for g in groups for i in range(g.want) if i in g.have]
+    final = journal.samples(g.key for g in groups)
+    ids = {final[g.key][i].request_id for g, i in used if i in final.get(g.key, {})}
+    total = journal.usage(ids)
+    uncertain = journal.uncertain(sender.endpoint, teacher.model)
+    return {
         "model": teacher.model,
-        "endpoint": endpoint,
+        "endpoint": sender.endpoint,
         "prompts": planner.templates(),
         "n_per_request": sender.n_supported if teacher.use_n == "auto" else teacher.use_n == "always",
+        "model_check": sender.model_check,
+        "snapshots": journal.snapshots(ids),
         "samples": len(used),
         "cached_samples": sum((g.key, i) in cached for g, i in used),
         "requests": s.requests,
@@ -66,6 +98,8 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher,
         "prompt_tokens": s.prompt_tokens,
         "completion_tokens": s.completion_tokens,
         "cost_usd": round(s.cost_usd, 6),
+        "uncertain_usd": round(uncertain["cost_usd"], 6),
+        "uncertain_requests": uncertain["requests"],
         "total_requests": total["requests"],
         "total_prompt_tokens": total["prompt_tokens"],
         "total_completion_tokens": total["completion_tokens"],
@@ -74,8 +108,8 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher,
         "quarantined": {"cot": sum(q["kind"] == "cot" for q in quarantine),
                         "self_eval": sum(q["kind"] == "self_eval" for q in quarantine)},
         "skipped_self_evals": skipped,
+        "stopped": stopped,
     }
-    return TeacherOutput(records, usage, quarantine)
 
 
 def _assemble(task: Task, teacher: OpenAITeacher, examples_by_origin: dict, cot_of: dict, se_of: dict):

@@ -1,12 +1,14 @@
-"""The SDK client: its transport, one connection check before fanning out, and one-line errors.
+"""The SDK client of one teacher: its transport, which answers it retries, and one-line errors.
 
-The SDK retries 429s, 5xx, dropped connections and timeouts itself (``max_retries``, ``timeout_s``).
-A connection that cannot be made at all (refused, unknown host, unreachable) would be retried the
-same way by every request, for a minute or more with the paper's settings, and the aiohttp transport
-reports it as a *timeout* whose message drops the cause. So each phase first checks, once and
-without retries, that the endpoint answers at all (``GET /models``: any HTTP status will do); such a
-failure later in the run is not retried either (the sender then stops); and errors are described
-from their cause chain: ``cannot connect to HOST:PORT (connection refused)``.
+The SDK retries 408, 409, 429, 5xx, dropped connections and timeouts itself (``max_retries``,
+``timeout_s``); it would also retry any answer carrying ``x-should-retry: true``. Here no other 4xx
+is ever retried (``_Client._should_retry``): a retired model, a refused key or a bad request would
+fare no better a second time. A connection that cannot be made at all (refused, unknown host,
+unreachable) would be retried the same way by every request, for a minute or more with the paper's
+settings, and the aiohttp transport reports it as a *timeout* whose message drops the cause; so such
+a failure is not retried either (``_unretried_connect_failures``), each phase checks the endpoint
+first (``models.py``), and errors are described from their cause chain: ``cannot connect to
+HOST:PORT (connection refused)``.
 """
 from __future__ import annotations
 
@@ -18,10 +20,15 @@ from typing import Optional
 
 from ...core.errors import PipelineError
 from ...core.spec import OpenAITeacher
-from .endpoint import api_key, client_base_url, host_port, scrub, where
+from .endpoint import api_key, client_base_url, host_port, scrub
 
-PROBE_TIMEOUT_S = 10.0
+RETRIED_4XX = (408, 409, 429)  # the only 4xx answers the client retries
 _CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+
+def retried(status: int) -> bool:
+    """Whether the client retries an answer with this HTTP status (within ``max_retries``)."""
+    return status >= 500 or status in RETRIED_4XX
 
 
 def http_client(event_hooks: dict):
@@ -63,13 +70,30 @@ def _unretried_connect_failures(base: type) -> type:
     return Client
 
 
-def make_client(teacher: OpenAITeacher, event_hooks: Optional[dict] = None):
-    """An ``AsyncOpenAI`` client on the endpoint and key of ``endpoint.py`` (never the SDK's own
-    reading of the environment, which takes an empty ``OPENAI_BASE_URL`` for a URL)."""
+@lru_cache(maxsize=None)
+def _client_class() -> type:
+    """``AsyncOpenAI`` that never retries a 4xx other than 408, 409 and 429 (``x-should-retry`` or not)."""
     import openai
 
-    return openai.AsyncOpenAI(api_key=api_key(), base_url=client_base_url(), timeout=teacher.timeout_s,
-                              max_retries=teacher.max_retries, http_client=http_client(event_hooks or {}))
+    class AsyncOpenAI(openai.AsyncOpenAI):
+        def _should_retry(self, response) -> bool:
+            if 400 <= response.status_code < 500 and not retried(response.status_code):
+                return False
+            return super()._should_retry(response)
+
+    return AsyncOpenAI
+
+
+def make_client(teacher: OpenAITeacher, event_hooks: Optional[dict] = None):
+    """An ``AsyncOpenAI`` client on the teacher's endpoint and key (``endpoint.py``; never the SDK's own
+    reading of ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``, which would hand one teacher's key to another
+    teacher's endpoint, and takes an empty ``OPENAI_BASE_URL`` for a URL)."""
+    key = api_key(teacher)
+    if not key:
+        raise PipelineError(f"{teacher.api_key_env} is not set: the teacher reads its key from the environment "
+                            "variable named by its api_key_env")
+    return _client_class()(api_key=key, base_url=client_base_url(teacher), timeout=teacher.timeout_s,
+                           max_retries=teacher.max_retries, http_client=http_client(event_hooks or {}))
 
 
 def _chain(e: BaseException):
@@ -100,17 +124,29 @@ def connect_failure(e: BaseException, definite: bool = False) -> Optional[str]:
     return "no connection within the timeout" if connect_timeout and not via_aiohttp and not definite else None
 
 
-def describe_error(e: BaseException) -> str:
-    """One scrubbed line of at most about 200 characters."""
+def error_code(e: BaseException) -> Optional[str]:
+    """The ``code`` of an API error's body (``model_not_found``, ...), when it has one."""
+    code = getattr(e, "code", None)
+    return code if isinstance(code, str) and code else None
+
+
+def server_message(e: BaseException) -> str:
+    """The server's own message of an HTTP error answer."""
+    body = getattr(e, "body", None)
+    msg = body.get("message") if isinstance(body, dict) else None
+    return str(msg or getattr(e, "message", "") or e)
+
+
+def describe_error(e: BaseException, teacher: OpenAITeacher, limit: int = 200) -> str:
+    """One scrubbed line of at most about ``limit`` characters."""
     import openai
 
     why = connect_failure(e) if isinstance(e, openai.APIConnectionError) else None
     if why:
-        out = f"cannot connect to {host_port()} ({why})"
+        out = f"cannot connect to {host_port(teacher)} ({why})"
     elif isinstance(e, openai.APIStatusError):
-        body = e.body if isinstance(e.body, dict) else {}
-        msg = body.get("message") or e.message
-        out = f"HTTP {e.status_code} {type(e).__name__}: {msg}"
+        code = error_code(e)
+        out = f"HTTP {e.status_code} {code or type(e).__name__}: {server_message(e)}"
     elif isinstance(e, openai.APITimeoutError):
         out = "timeout (no answer within timeout_s)"
     elif isinstance(e, openai.APIConnectionError):
@@ -118,25 +154,5 @@ def describe_error(e: BaseException) -> str:
         out = f"connection error ({type(cause).__name__}: {cause})" if cause else "connection error"
     else:
         out = f"{type(e).__name__}: {e}"
-    out = scrub(out)
-    return out[:200] + ("..." if len(out) > 200 else "")
-
-
-async def probe(client, teacher: OpenAITeacher, missing: int) -> None:
-    """Fail at once, with the reason, when no connection to the endpoint can be made. Any HTTP answer
-    (a 404 or a 401 included) means the endpoint is there; a slow one is left to the requests."""
-    import httpx2
-    import openai
-
-    try:
-        await client.with_options(max_retries=0, timeout=min(teacher.timeout_s, PROBE_TIMEOUT_S)).get(
-            "/models", cast_to=httpx2.Response)
-    except openai.APIStatusError:
-        return
-    except openai.APIConnectionError as e:
-        why = connect_failure(e)
-        if why is None:
-            return
-        raise PipelineError(f"cannot connect to {host_port()} ({why}): endpoint {scrub(where())}; nothing was "
-                            f"sent ({missing} samples to request); check OPENAI_BASE_URL and that the server "
-                            "is up, then rerun") from None
+    out = scrub(out, teacher)
+    return out[:limit] + ("..." if len(out) > limit else "")

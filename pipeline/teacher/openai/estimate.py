@@ -1,5 +1,6 @@
 """What the teach stage would send now, before anything is sent: requests, tokens, cost, and the
-budget left (``python -m pipeline estimate --dataset D``). Reads the journal; sends and creates nothing."""
+budget left (``python -m pipeline estimate --dataset D``). Reads the journal and, when the teacher's
+key is set, the endpoint's model list (free: ``GET /models``); sends no completion and creates nothing."""
 from __future__ import annotations
 
 import math
@@ -11,14 +12,19 @@ from ..journal import Journal, journal_path
 from ..prompts import example_values
 from .budget import cost_usd
 from .endpoint import endpoint_url
+from .models import estimate_check
 from .plan import MAX_N, Planner, load_cached, slot_of
 from .tokens import message_tokens, token_method
 
 
-def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[Example]]) -> list[str]:
-    """The estimate, as the lines the CLI prints."""
+def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[Example]],
+                   name: str = "teacher") -> list[str]:
+    """The estimate, as the lines the CLI prints. It never raises for the model check: when the
+    endpoint's model list lacks ``t.model`` (or refuses the key), the FIRST line is a ``warning: ...``
+    saying so and what to change (the estimate still prices the model, and the CLI exits 0); when the
+    check cannot be made (no key, no connection, no model list), a ``model check:`` line says why."""
     examples = [ex for exs in examples_by_origin.values() for ex in exs]
-    endpoint = endpoint_url()
+    endpoint = endpoint_url(t)
     planner = Planner(task, t, endpoint)
     jpath = journal_path(t.journal)
     journal = Journal(jpath) if jpath.exists() else None
@@ -34,6 +40,8 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
         spent = journal.usage({s.request_id for g in groups for s in g.have.values()}) if journal else \
             {"requests": 0, "cost_usd": 0.0}
         spent_all = journal.spent(endpoint, t.model)["cost_usd"] if journal else 0.0
+        uncertain = journal.uncertain(endpoint, t.model) if journal else {"requests": 0, "cost_usd": 0.0}
+        spent_all += uncertain["cost_usd"]
     finally:
         if journal:
             journal.close()
@@ -72,7 +80,8 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     cached_cot = sum(g.cached() for g in cot_groups.values())
     cached_se = sum(g.cached() for g in se_groups.values())
 
-    out = [f"estimate {dataset}: {t.model} at {endpoint}; questions with CoTs: "
+    warning, check_line = estimate_check(t, name, dataset)
+    out = [f"estimate {dataset}: teacher {name}, {t.model} at {endpoint}; questions with CoTs: "
            f"{', '.join(f'{s} {n}' for s, n in q_by_split.items() if n) or 'none'}; k={t.cots} CoTs, "
            f"m={t.self_evals} self-evaluations per CoT ({', '.join(t.self_eval_splits) or 'no'} splits)",
            f"  CoTs:             to send {req_cot} requests for {n_cot} samples "
@@ -82,6 +91,7 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     note = "" if use_n else " (one request per sample)"
     if t.use_n == "auto" and n_ok is None and req_cot + req_se:
         note = f" (with n per request; {n_cot + n_se} if the endpoint ignores n)"
+    out.append(check_line)
     out.append(f"  requests:         {req_cot + req_se}{note}")
     out.append(f"  prompt tokens:    ~{prompt_tokens:,} ({token_method(t.model)})")
     exp_line = exp_cost = ""
@@ -98,6 +108,9 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     else:
         cap = (f"${t.budget_usd:g} in all for {t.model} at this endpoint, ${spent_all:.4f} of it spent so far "
                f"(every dataset and run in the journal), ${max(0.0, t.budget_usd - spent_all):.4f} left")
+    if uncertain["requests"]:
+        cap += (f"; ${uncertain['cost_usd']:.4f} of the spend is uncertain ({uncertain['requests']} requests that may "
+                "have been billed unseen, counted at their worst case)")
     out.append(f"  already cached:   {cached_cot + cached_se} samples from {spent['requests']} requests "
                f"(${spent['cost_usd']:.4f} spent); budget_usd: {cap}")
-    return out
+    return ([warning] if warning else []) + out

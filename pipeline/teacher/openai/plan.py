@@ -60,7 +60,7 @@ class Planner:
         p = {"temperature": self.teacher.temperature, "max_tokens": self.teacher.max_tokens}
         if tmpl.stop:
             p["stop"] = list(tmpl.stop)
-        return p
+        return {**p, **self.teacher.request_params}
 
     def slot(self, tmpl: Template, values: dict, want: int, groups: dict) -> tuple[Group, int]:
         """-> (group of the rendered prompt, first sample index of this occurrence)"""

@@ -24,6 +24,8 @@ class Answer:
     texts: list[tuple[str, Optional[str]]]  # (text, finish_reason) in choice order, at most n
     usage: Optional[tuple[int, int]]  # (prompt_tokens, completion_tokens); None when not reported
     response_id: Optional[str]
+    model: Optional[str] = None  # the model (snapshot) the endpoint says answered, e.g. gpt-4o-mini-2024-07-18
+    system_fingerprint: Optional[str] = None  # its backend configuration, when reported
 
 
 def parse_completion(content: bytes) -> ChatCompletion:
@@ -44,7 +46,8 @@ def parse_completion(content: bytes) -> ChatCompletion:
 
 
 def read_answer(completion: ChatCompletion, n: int) -> Answer:
-    """The texts (a refusal or a missing content reads as ''), usage and id of a completion."""
+    """The texts (a refusal or a missing content reads as ''), usage, id, model and system_fingerprint
+    of a completion."""
     choices = [c for c in completion.choices if isinstance(c, pydantic.BaseModel)]  # not a choice: dropped
 
     def position(ic):
@@ -61,5 +64,8 @@ def read_answer(completion: ChatCompletion, n: int) -> Answer:
     if u is not None and isinstance(getattr(u, "prompt_tokens", None), int):
         ct = getattr(u, "completion_tokens", None)
         usage = (u.prompt_tokens, ct if isinstance(ct, int) else 0)
-    rid = getattr(completion, "id", None)
-    return Answer(texts[:n], usage, rid if isinstance(rid, str) else None)
+    def text_or_none(attr: str) -> Optional[str]:
+        value = getattr(completion, attr, None)
+        return value if isinstance(value, str) and value else None
+
+    return Answer(texts[:n], usage, text_or_none("id"), text_or_none("model"), text_or_none("system_fingerprint"))

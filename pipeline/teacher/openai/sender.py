@@ -4,14 +4,21 @@ response.
 - Samples of one prompt go in one request with ``n`` when the endpoint honours it (``use_n: auto``
   tries, and falls back to one request per sample, remembered per endpoint and model).
 - ``concurrency`` workers, started a few ms apart, paced by ``requests_per_minute`` /
-  ``tokens_per_minute``; the client retries 429s, 5xx, connection errors and timeouts itself.
-- Before fanning out, one connection check (``client.probe``); a connection that cannot be made, a
-  refusing endpoint (401/403/404), too many consecutive failures or ``budget_usd`` stop the phase,
-  and ``raise_if_incomplete`` turns that into a one-line error. Everything answered stays in the journal.
+  ``tokens_per_minute``; the client retries 408, 409, 429, 5xx, connection errors and timeouts itself,
+  and no other 4xx (client.py).
+- Before fanning out, the model-list check (``models.ensure_served``); when the endpoint has no model
+  list, one request goes alone first, so that a model it does not serve fails after one request.
+- A 4xx answer other than 408/409/429 (and other than a 400/422 refusing ``n``, or any 400/422 whose
+  code is not ``model_not_found``) stops the phase at once; so do a connection that cannot be made,
+  too many consecutive failures and ``budget_usd``. ``incomplete`` says why, in one line (outcome.py).
+- Each request has a journal ``pending`` row from before it is sent until its answer is recorded (or
+  every attempt of it got an HTTP error answer): attempts the client abandoned may have been billed,
+  so their worst case stays counted (budget.py). Everything answered stays in the journal.
 """
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 import time
 from collections import deque
@@ -19,18 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ...core.errors import PipelineError
 from ...core.spec import OpenAITeacher
 from ..journal import Journal, Sample
 from ..ratelimit import RateLimiter
 from .budget import Budget, cost_usd
-from .client import connect_failure, describe_error, make_client, probe
+from .client import connect_failure, describe_error, error_code, make_client, retried
 from .endpoint import host_port
+from .models import answered, ensure_served, mark_answered
+from .outcome import incomplete_message
 from .plan import MAX_N, Group, missing_samples
 from .response import parse_completion, read_answer
 from .tokens import count_tokens
 
 RAMP_STEP_S, RAMP_MAX_S = 0.005, 1.0  # workers start 5 ms apart, all within 1 s
+NOT_BILLED = "HTTP error answers"  # an attempt answered with an HTTP error status is not billed
 
 
 @dataclass
@@ -45,17 +54,44 @@ class RunStats:
     cost_usd: float = 0.0
 
 
+@dataclass
+class Attempts:
+    """The HTTP attempts of one request (the client's retries included), seen by the event hooks."""
+    pending_id: int
+    worst_usd: float  # the most one attempt can cost
+    sent: int = 0
+    errors: int = 0  # answered with an HTTP error status: not billed
+    unsent: bool = False  # the last attempt never reached the server (no connection could be made)
+    counted: int = 0  # attempts already counted as uncertain spend in the budget
+
+    def maybe_billed(self) -> int:
+        return max(0, self.sent - self.errors)
+
+
+class RetryRefused(Exception):
+    """Raised by the request hook to keep the client from sending a retry that ``budget_usd`` cannot
+    cover once the abandoned attempts before it are counted (neither the SDK nor httpx catch it)."""
+
+
+_attempts: contextvars.ContextVar[Optional[Attempts]] = contextvars.ContextVar("teacher_attempts", default=None)
+
+
 class Sender:
     def __init__(self, teacher: OpenAITeacher, journal: Journal, endpoint: str, dataset: str,
-                 budget: Optional[Budget] = None):
-        self.teacher, self.journal, self.endpoint, self.dataset = teacher, journal, endpoint, dataset
-        self.budget = budget or Budget(teacher, journal.spent(endpoint, teacher.model)["cost_usd"])
+                 budget: Optional[Budget] = None, name: str = "teacher"):
+        self.teacher, self.journal, self.endpoint, self.dataset, self.name = teacher, journal, endpoint, dataset, name
+        self.budget = budget or Budget.from_journal(teacher, journal, endpoint)
         self.stats = RunStats()
         self.limiter = RateLimiter(teacher.requests_per_minute, teacher.tokens_per_minute)
         self.n_supported: Optional[bool] = journal.n_supported(endpoint, teacher.model)
+        self.model_check: Optional[str] = None  # usage.model_check: 'listed', 'skipped (why)'; None: not checked
         self.stop_reason: Optional[str] = None
         self.budget_hit = False
+        self.retry_refused = False  # the budget stop came at a retry after attempts that may have been billed
         self.cannot_connect = False
+        self.fatal_error: Optional[str] = None  # a 4xx answer no retry could mend
+        self.fatal_status: Optional[int] = None
+        self.fatal_code: Optional[str] = None
         self.budget_next_usd = 0.0  # the worst case of the request that no longer fitted
         self.last_error: Optional[str] = None
         self.consecutive_failures = 0
@@ -77,12 +113,25 @@ class Sender:
 
     def _hooks(self) -> dict:
         async def on_request(request):
-            if request.method == "POST":  # not the connection check
-                self.stats.http_attempts += 1
+            if request.method != "POST":  # the model-list check
+                return
+            a = _attempts.get()
+            if a is not None and a.sent:  # a retry: the attempts before it may have been billed unseen
+                self._count_uncertain(a, a.maybe_billed())
+                if self.budget.left() < -1e-12:  # their worst case leaves no room for this one's
+                    raise RetryRefused()
+            self.stats.http_attempts += 1
+            if a is not None:
+                a.sent += 1
+                if a.sent > 1:  # one more attempt that may be billed, should this process die now
+                    self.journal.pending_attempts(a.pending_id, a.maybe_billed())
 
         async def on_response(response):
             if response.status_code == 429:
                 self.stats.rate_limited += 1
+            a = _attempts.get()
+            if a is not None and response.request.method == "POST" and response.status_code >= 400:
+                a.errors += 1
 
         return {"request": [on_request], "response": [on_response]}
 
@@ -109,7 +158,7 @@ class Sender:
             return
         from tqdm import tqdm
 
-        with tqdm(total=total, desc=f"teach {self.dataset}: {desc}", unit="sample", file=sys.stderr,
+        with tqdm(total=total, desc=f"teach {self.dataset} ({self.name}): {desc}", unit="sample", file=sys.stderr,
                   mininterval=0.5, dynamic_ncols=True) as self.pbar:
             asyncio.run(self._run(queue, total))
 
@@ -117,14 +166,19 @@ class Sender:
         self._settle = asyncio.Event()
         client = make_client(self.teacher, self._hooks())
         try:
-            await probe(client, self.teacher, total)
+            say = (lambda line: self.pbar.write(line, file=sys.stderr)) if self.pbar is not None else None
+            check = await ensure_served(client, self.teacher, self.name, self.dataset, total, say)
+            self.model_check = check.metric
             n = min(self.teacher.concurrency, total)
             step = min(RAMP_STEP_S, RAMP_MAX_S / n)
-            await asyncio.gather(*(self._worker(client, queue, k * step) for k in range(n)))
+            if check.outcome != "listed" and not answered(self.teacher):  # no model list: one request first
+                await self._worker(client, queue, 0.0, single=True)
+            if self.stop_reason is None and queue:
+                await asyncio.gather(*(self._worker(client, queue, k * step) for k in range(n)))
         finally:
             await client.close()
 
-    async def _worker(self, client, queue: deque, start_after: float) -> None:
+    async def _worker(self, client, queue: deque, start_after: float, single: bool = False) -> None:
         # Workers start a few ms apart: no burst of `concurrency` connections at once, and requests
         # stay spread out instead of travelling in waves that queue up in this process.
         await asyncio.sleep(start_after)
@@ -157,13 +211,39 @@ class Sender:
             try:
                 await self.limiter.acquire(g.prompt_tokens + t.max_tokens * len(take))
                 if self.stop_reason is None:
-                    await self._send(client, g, take, queue)
+                    await self._send(client, g, take, queue, reserved)
             finally:
                 self.inflight -= 1
                 budget.release(reserved)
                 self._notify()
+            if single:
+                return
 
-    async def _send(self, client, g: Group, take: list[int], queue: deque) -> None:
+    async def _send(self, client, g: Group, take: list[int], queue: deque, worst: float) -> None:
+        """One request (the client's retries included), its pending row from before it is sent until
+        its answer is recorded or known unbilled; attempts that may have been billed unseen keep it."""
+        a = Attempts(self.journal.begin_pending(endpoint=self.endpoint, model=self.teacher.model, kind=g.kind,
+                                                group=g.key, n_asked=len(take), worst_usd=worst), worst)
+        token = _attempts.set(a)
+        recorded = False
+        try:
+            recorded = await self._post(client, g, take, queue, a)
+        finally:  # also when cancelled: a request in flight then may have been billed
+            _attempts.reset(token)
+            if not recorded:
+                uncertain = max(0, a.maybe_billed() - a.unsent)
+                self.journal.settle_pending(a.pending_id, uncertain)
+                self._count_uncertain(a, uncertain)
+
+    def _count_uncertain(self, a: Attempts, uncertain: int) -> None:
+        """Count ``uncertain`` attempts of a request as spent at their worst case (those not counted yet)."""
+        more = uncertain - a.counted
+        if more > 0:
+            self.budget.abandon(a.worst_usd * more, more)
+            a.counted += more
+
+    async def _post(self, client, g: Group, take: list[int], queue: deque, a: Attempts) -> bool:
+        """-> whether the answer was recorded (with the pending row settled in the same transaction)."""
         import httpx2
         import openai
 
@@ -176,35 +256,48 @@ class Sender:
         try:  # the client's generic POST (see response.py), read as a typed ChatCompletion
             raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
             answer = read_answer(parse_completion(raw.content), n)
-        except (openai.BadRequestError, openai.UnprocessableEntityError) as e:
-            if n > 1 and t.use_n == "auto":  # the endpoint rejects n: one request per sample from now on
-                self._set_n_supported(False)
-                queue.appendleft((g, take))
-                return
-            self._failure(e)
-            return
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as e:
-            self._failure(e)
-            self._stop("the endpoint refused the request")
-            return
+        except openai.APIStatusError as e:
+            status, code = e.status_code, error_code(e)
+            if status in (400, 422) and code != "model_not_found":
+                if n > 1 and t.use_n == "auto":  # the endpoint rejects n: one request per sample from now on
+                    self._set_n_supported(False)
+                    queue.appendleft((g, take))
+                    return False
+                self._failure(e)
+            elif code == "model_not_found" or (400 <= status < 500 and not retried(status)):
+                self._fatal(e, status, code)
+            else:  # 408, 409, 429, 5xx after the client's retries
+                self._failure(e)
+            return False
+        except RetryRefused:
+            self.stats.failed += 1
+            self.budget_hit = self.retry_refused = True
+            self.budget_next_usd = a.worst_usd
+            self._stop(f"budget_usd ${t.budget_usd:g} reached")
+            return False
         except (openai.APIError, ValueError) as e:  # after the client's own retries; or not a completion
+            a.unsent = connect_failure(e, definite=True) is not None
             self._failure(e)
-            return
+            return False
         latency = time.perf_counter() - t0
         texts = answer.texts
         if not texts:
             self._failure(ValueError("the endpoint returned no choices"))
-            return
+            return False
         if answer.usage is not None:
             (pt, ct), estimated = answer.usage, False
         else:
             pt, ct, estimated = g.prompt_tokens, sum(count_tokens(x, t.model) for x, _ in texts), True
         cost = cost_usd(t, pt, ct)
         got = take[: len(texts)]
+        unseen = max(0, a.maybe_billed() - 1)  # earlier attempts of this request abandoned by the client
         self.journal.record(endpoint=self.endpoint, model=t.model, kind=g.kind, group=g.key, p_hash=g.p_hash,
                             params=g.params, indices=got, texts=texts, n_asked=n, prompt_tokens=pt,
                             completion_tokens=ct, usage_estimated=estimated, cost_usd=cost,
-                            response_id=answer.response_id, latency_s=latency)
+                            response_id=answer.response_id, latency_s=latency, response_model=answer.model,
+                            system_fingerprint=answer.system_fingerprint, pending=(a.pending_id, unseen))
+        self._count_uncertain(a, unseen)
+        mark_answered(t)
         self.budget.spend(cost, None if estimated else pt, g.prompt_tokens)
         for idx, (text, fin) in zip(got, texts):
             g.have[idx] = Sample(text, fin, -1)
@@ -226,41 +319,29 @@ class Sender:
                                          "(use_n: always; set use_n: auto or never)"))
         elif n > 1:
             self._set_n_supported(True)
+        return True
+
+    def _fatal(self, e: BaseException, status: int, code: Optional[str]) -> None:
+        """A 4xx that no retry could mend (a model the endpoint does not serve, a refused key): stop now."""
+        self.stats.failed += 1
+        self.last_error = describe_error(e, self.teacher)
+        if self.fatal_error is None:
+            self.fatal_error, self.fatal_status, self.fatal_code = self.last_error, status, code
+        self._stop(f"HTTP {status}{f' {code}' if code else ''}")
 
     def _failure(self, e: BaseException) -> None:
         self.stats.failed += 1
-        self.last_error = describe_error(e)
+        self.last_error = describe_error(e, self.teacher)
         self.consecutive_failures += 1
         why = connect_failure(e)
         if why:  # not retried (client.py); the other requests would fare no better
             self.cannot_connect = True
-            self._stop(f"cannot connect to {host_port()} ({why})")
+            self._stop(f"cannot connect to {host_port(self.teacher)} ({why})")
         elif self.consecutive_failures >= self.max_consecutive_failures:
             self._stop(f"stopped after {self.consecutive_failures} consecutive failures")
 
     # ------------------------------------------------------------------ outcome
-    def raise_if_incomplete(self, groups: list[Group], journal_file: Path) -> None:
+    def incomplete(self, groups: list[Group], journal_file: Path) -> Optional[str]:
+        """The one line saying why samples of ``groups`` are missing; None when none is."""
         missing = missing_samples(groups)
-        if not missing:
-            return
-        s, t, b = self.stats, self.teacher, self.budget
-        kept = f"responses so far are kept in {journal_file}"
-        if self.budget_hit:
-            raise PipelineError(
-                f"teacher stopped: {self.stop_reason} for {t.model} at {self.endpoint}: ${b.total:.4f} spent in all "
-                f"(${b.spent_before:.4f} before this run + ${b.spent:.4f} by {s.requests} requests of this run), "
-                f"${max(0.0, b.cap - b.total):.4f} left, less than one more sample could cost "
-                f"(${self.budget_next_usd:.4f}); {s.failed} failed; {missing} samples still missing; {kept}; "
-                "the cap is on the total spend on this endpoint and model, across runs: raise budget_usd to "
-                "continue (cached responses cost nothing)")
-        if self.cannot_connect:
-            raise PipelineError(
-                f"teacher stopped: {self.stop_reason} at {self.endpoint}, which answered before (a connection that "
-                f"cannot be made is not retried); {s.requests} requests succeeded, {s.failed} failed; {missing} "
-                f"samples missing; {kept}; rerun to send only the missing ones once the server is up")
-        why = f"; {self.stop_reason}" if self.stop_reason else ""
-        last = f" (last error: {self.last_error})" if self.last_error else ""
-        raise PipelineError(
-            f"teacher requests failed: {s.requests} succeeded, {s.failed} failed after the client's retries "
-            f"(max_retries {t.max_retries}, timeout_s {t.timeout_s:g}){last}{why}; {missing} samples missing; "
-            f"{kept}; rerun to send only the missing ones")
+        return incomplete_message(self, missing, journal_file) if missing else None
