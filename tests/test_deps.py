@@ -262,7 +262,7 @@ def test_import_analysis_on_a_synthetic_package(tmp_path):
 
 def test_code_deps_stay_a_few_directories_per_stage():
     """Each stage lists the CLI, pipeline/core and the few packages it runs: dvc.yaml stays a table of
-    contents (46 code-dep lines for 8 stages when this was written; the budget is 7 a stage)."""
+    contents (47 code-dep lines for 8 stages when this was written; the budget is 7 a stage)."""
     lines = sum(len(code_deps(st)) for st in stages().values())
     per_stage = {name: len(code_deps(st)) for name, st in stages().items()}
     assert lines <= 7 * len(per_stage) and max(per_stage.values()) <= 8, per_stage

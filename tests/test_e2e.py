@@ -257,6 +257,22 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     assert changed_stages(proj) == set()
     names = stage_names(proj)
 
+    # a teacher's settings: its shared entry (teachers.<name>) and a dataset's differences
+    # (datasets.<d>.teachers.<name>) are the params of exactly that teacher's teach stages
+    from ruamel.yaml import YAML
+
+    yaml, params_file = YAML(), proj / "params.yaml"
+    original_params = params_file.read_bytes()
+    for edit in (lambda p: p["teachers"]["gpt4o"].__setitem__("description", "GPT-4o, edited"),
+                 lambda p: p["datasets"]["svamp"]["teachers"]["gpt4o"]["sources"][0].__setitem__("parse", "lenient")):
+        p = yaml.load(params_file.read_text())
+        edit(p)
+        with open(params_file, "w") as f:
+            yaml.dump(p, f)
+        assert changed_stages(proj) == {"teach@svamp-gpt4o"}
+        params_file.write_bytes(original_params)
+    assert changed_stages(proj) == set()
+
     # the run planner: the stages that iterate runs.yaml go stale, never prepare or the (paid) teacher;
     # the edit undone, nothing is stale again (DVC compares content, not times)
     planner_file = proj / "pipeline/runs.py"

@@ -1,5 +1,5 @@
 """One run of the pipeline in MLflow, from its metrics files (logged by the report stage, through
-:func:`.sync.sync_runs`): a parent run named after the run (``svamp-cot5_se-base-teacher-k5-m5-s42``)
+:func:`.sync.sync_runs`): a parent run named after the run (``svamp-gpt35-cot5_se-base-teacher-k5-m5-s42``)
 spanning training and evaluation (start = the first training stage's start, end = the evaluation's
 end), with the run's params, final metrics, tags (its dimensions, the tables it serves as
 ``table.<name>``, DVC's experiment, and ``dvc_stage`` = ``evaluate@<run>``: the stage whose outputs it

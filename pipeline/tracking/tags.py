@@ -53,7 +53,7 @@ def _source_tags(entry_point: str) -> dict[str, str]:
     (extension dropped: a name like ``dvc.yaml:evaluate@x`` would show as ``dvc``), and the first
     characters of ``mlflow.source.git.commit`` as the version (a link when the name is a GitHub,
     GitLab or Bitbucket URL). So the name is the repository (remote URL, else the project folder)
-    and the entry point the DVC stage: ``main:evaluate@svamp-cot5_se-base-teacher-k5-m5-s42``."""
+    and the entry point the DVC stage: ``main:evaluate@svamp-gpt35-cot5_se-base-teacher-k5-m5-s42``."""
     remote, branch = _repo()
     tags = {
         "mlflow.source.type": "PROJECT",

@@ -13,6 +13,7 @@ HOST:PORT (connection refused)``.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import socket
 from functools import lru_cache
@@ -40,8 +41,8 @@ def http_client(event_hooks: dict):
 
     if os.environ.get("MM_TEACHER_HTTP", "").lower() != "httpx":
         try:
-            import aiohttp  # noqa: F401
-
+            if importlib.util.find_spec("aiohttp") is None:
+                raise ImportError("aiohttp")
             return _unretried_connect_failures(openai.DefaultAioHttpClient)(event_hooks=event_hooks)
         except (ImportError, RuntimeError):  # not installed, or too old for the SDK's adapter
             pass

@@ -106,7 +106,8 @@ def base_url_hint(teacher: OpenAITeacher, name: str, dataset: Optional[str] = No
 def ensure_key(teacher: OpenAITeacher, missing: int, name: str = "teacher") -> None:
     if missing and not api_key(teacher):
         raise PipelineError(f"{teacher.api_key_env} is not set ({missing} samples to request): {who(teacher, name)} "
-                            f"reads its key from the environment variable named by its api_key_env only")
+                            f"reads its key only from the environment variable that teachers.{name}.api_key_env "
+                            f"names: export {teacher.api_key_env}, or set api_key_env to the variable that holds it")
 
 
 def _parts(text: str, secret: str) -> list[tuple[int, int]]:
