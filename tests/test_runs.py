@@ -178,7 +178,7 @@ def test_dvc_plots_define_every_line_figure(path):
 
 def test_the_teacher_is_a_dimension_and_runs_without_teacher_output_have_none(tmp_path):
     doc = _doc()
-    doc["tables"]["by_teacher"]["values"]["method"] = ["standard_ft", "cot1"]
+    doc["tables"]["by_teacher"]["values"].update(method=["standard_ft", "cot1"], teacher=["gpt35", "gpt4o", "gemini"])
     p = load_params(_write(tmp_path, doc))
     cs = {(str(c.row), str(c.col)): c for c in cells(p, "by_teacher")}
     # gold labels and no CoTs read no teacher: one run, whichever teacher the cell names
