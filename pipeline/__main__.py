@@ -52,7 +52,7 @@ def cmd_teach(args, teach: ModuleType):
 
 
 def cmd_compare(args, compare: ModuleType):
-    c = compare.run(_params(args), args.dataset)
+    c = compare.run(_params(args), args.dataset, args.teachers.split(",") if args.teachers else None)
     figures = ", ".join(f"{t} {'n/a' if v.accuracy is None else f'{100 * v.accuracy:.2f}%'}"
                         + (" (CoTs selected by gold)" if v.selected_by_gold else "") for t, v in c.teachers.items())
     print(f"compare {args.dataset}: first-CoT accuracy on the {c.questions} {c.split or '-'} questions every teacher "
@@ -131,7 +131,7 @@ COMMANDS: dict[str, Command] = {
     "teach": Command("pipeline.stages.teach", cmd_teach, "teacher records of one (dataset, teacher)", ("dataset",),
                      options=("teacher",)),
     "compare": Command("pipeline.stages.compare", cmd_compare, "a dataset's teachers on the questions they all answered",
-                       ("dataset",)),
+                       ("dataset",), options=("teachers",)),
     "assemble": Command("pipeline.stages.assemble", cmd_assemble, "training rows of one assembly (runs.yaml)", target="assembly"),
     "stage1": Command("pipeline.stages.train", cmd_stage1, "stage 1 of a two-stage run: train on self-evaluations", target="run"),
     "stage2": Command("pipeline.stages.train", cmd_stage2, "stage 2 (or the only stage) of a run: train on CoTs / labels",
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         for n in c.needs:
             p.add_argument(f"--{n}", required=True)
         for n in c.options:
-            p.add_argument(f"--{n}", default=None, help=f"default: the dataset's default {n}")
+            p.add_argument(f"--{n}", default=None, help=f"default: the dataset's {n} (comma-separated for teachers)")
         if c.target:  # positional: `--run` would clash with torchrun's own `--run-path` (argparse prefixes)
             p.add_argument(c.target, help=f"the {c.target}'s name, as runs.yaml lists it")
         if name == "use-profile":

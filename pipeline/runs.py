@@ -138,6 +138,11 @@ def teachings(params: Params) -> dict[str, dict]:
             for ds, spec in params.datasets.items() for name in spec.teachers}
 
 
+def comparisons(params: Params) -> dict[str, dict]:
+    """Per dataset, the teachers ``compare`` reads (its command names them: another list re-runs it)."""
+    return {ds: {"teachers": ",".join(spec.teachers)} for ds, spec in params.datasets.items()}
+
+
 def _content(params: Params, runs: dict[str, Run]) -> dict:
     assemblies: dict[str, dict] = {}
     for r in runs.values():
@@ -147,6 +152,7 @@ def _content(params: Params, runs: dict[str, Run]) -> dict:
                        # (a repeated dep is harmless), so one `stage2` stage serves both kinds
                        "init": f"models/{r.name}/stage1" if r.two_stage else f"data/assembled/{r.assembly.name}"}
     return {"teachings": teachings(params),
+            "comparisons": comparisons(params),
             "assemblies": assemblies,
             "runs": {n: entry(r) for n, r in runs.items()},
             "two_stage_runs": {n: entry(r) for n, r in runs.items() if r.two_stage}}

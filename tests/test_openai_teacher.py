@@ -307,6 +307,10 @@ def test_budget_cap_stops_cleanly_close_to_the_cap_and_a_rerun_finishes(teacher_
     assert n >= 1 and spent <= 3.0  # stopped before the cap, not after ...
     assert 3.0 - spent < one_sample_worst_case(teacher_project)  # ... and only when not one more sample fitted
     assert srv.stats.requests == srv.stats.ok == n  # nothing was sent and lost
+    stopped = metrics(teacher_project)  # the stop still writes the teach metrics, with the spend
+    assert "budget_usd $3 reached" in stopped["stopped"] and stopped["splits"] == {}
+    assert stopped["usage"]["budget"]["budget_usd"] == 3.0
+    assert stopped["usage"]["budget"]["spent_usd"] == pytest.approx(spent, abs=1e-5)
     kept = journaled(teacher_project)
     write_params(teacher_project, **PRICED)
     r2 = teacher_cli(teacher_project, srv, "teach", "--dataset", "svamp")

@@ -262,3 +262,14 @@ def test_request_params_reach_every_request_and_its_journal_key(tmp_path):
         keys[bool(extra)] = g.key
         assert g.params.get("reasoning_effort") == ("none" if extra else None)
     assert keys[True] != keys[False]  # another request body: another answer
+
+
+def test_compare_is_told_its_teachers_so_another_list_reruns_it(tmp_path, monkeypatch):
+    from pipeline.runs import plan
+    from pipeline.stages import compare
+
+    p = load_params(ROOT / "profiles" / "offline.yaml")
+    assert plan(p)["comparisons"]["svamp"] == {"teachers": "gpt35,gpt4o,gemini"}  # in compare's command (dvc.yaml)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PipelineError, match="told to compare gpt35, gpt4o, but params.yaml lists gpt35, gpt4o, gemini"):
+        compare.run(p, "svamp", ["gpt35", "gpt4o"])

@@ -12,6 +12,7 @@ all its evaluations, in the teach metrics (``verdicts``)."""
 from __future__ import annotations
 
 from ..core.artifacts import read_model, read_records, write_model
+from ..core.errors import PipelineError
 from ..core.paths import METRICS, TEACHER
 from ..core.records import TeacherComparison, TeacherOnCommon, TeacherRecord, TeachMetrics
 from ..core.spec import Params
@@ -20,8 +21,12 @@ from ..core.stageio import dataset_spec
 ORDER = ("test", "valid", "train")
 
 
-def run(params: Params, dataset: str) -> TeacherComparison:
+def run(params: Params, dataset: str, teachers: list[str] | None = None) -> TeacherComparison:
+    """``teachers``: the list the command names (dvc.yaml, from runs.yaml), which must be the dataset's."""
     names = list(dataset_spec(params, dataset).teachers)
+    if teachers is not None and teachers != names:
+        raise PipelineError(f"compare {dataset}: told to compare {', '.join(teachers)}, but params.yaml lists "
+                            f"{', '.join(names)}: runs.yaml is out of date; run `python -m pipeline plan`")
     found: dict[str, dict] = {}
     for split in ORDER:
         recs = {t: {r.id: r for r in read_records(TEACHER / dataset / t / f"{split}.jsonl", TeacherRecord)}
