@@ -159,3 +159,28 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path):
     con.close()
     with pytest.raises(PipelineError, match="schema version 3, expected 2"):
         Journal(path)
+
+
+def test_one_new_journal_opened_by_many_at_once_opens_for_all(tmp_path):
+    """Switching a new file to WAL answers "database is locked" at once, with no busy wait: the
+    journal retries that (two teach stages of parallel workers can share one journal)."""
+    import threading
+
+    from pipeline.teacher.journal import Journal
+
+    for i in range(100):
+        errors = []
+
+        def open_it(path=tmp_path / f"j{i}.sqlite"):
+            try:
+                with Journal(path) as j:
+                    j.spent("http://e/v1", "m")
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=open_it) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, (i, errors)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from ..core.errors import PipelineError
 from ..core.paths import project_root
 
 SCHEMA_VERSION = "2"
+OPEN_TIMEOUT_S = 60.0  # how long opening waits for another process that is creating the same journal
 _MIGRATABLE = {"1"}
 _CHUNK = 500
 
@@ -118,17 +120,34 @@ class Sample:
 class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        while True:  # two processes (or threads) opening one new journal at once: one waits for the other
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(self.path), timeout=60, isolation_level=None)
+                try:
+                    self._configure()
+                    self._open_schema()
+                except BaseException:
+                    self.db.close()
+                    raise
+                return
+            except sqlite3.OperationalError as e:
+                # switching a new file to WAL takes an exclusive lock, and SQLite answers "locked" at once
+                # instead of waiting (no busy handler there): retry that, briefly, and nothing else
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise PipelineError(f"{self.path}: cannot open the teacher journal ({e})") from None
+                time.sleep(0.02 + 0.05 * random.random())
+            except sqlite3.DatabaseError as e:
+                raise PipelineError(f"{self.path}: cannot open the teacher journal ({e})") from None
+
+    def _configure(self) -> None:
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a committed response survives a killed process (SIGKILL);
-            # only an OS crash or power loss can drop the last commits, which are then re-sent.
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=60000")
-            self._open_schema()
-        except sqlite3.DatabaseError as e:
-            raise PipelineError(f"{self.path}: cannot open the teacher journal ({e})") from None
+        # NORMAL in WAL mode: a committed response survives a killed process (SIGKILL);
+        # only an OS crash or power loss can drop the last commits, which are then re-sent.
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=60000")
 
     def _open_schema(self) -> None:
         """Create the tables, or check the version and migrate an older journal, in one transaction."""
