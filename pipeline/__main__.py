@@ -92,18 +92,16 @@ def cmd_schemas(args, schemas_io: ModuleType):
         print(p)
 
 
-def cmd_validate(args, runs: ModuleType):
-    p = _params(args)
-    print(f"{args.params}: ok (profile {p.profile}, {len(p.tables)} tables, {len(runs.Plan(p).runs)} runs)")
-    runs.check_plan(p)
+def cmd_validate(args, spec: ModuleType):
+    from .tasks import TASKS
+
+    print(spec.validate(spec.load(args.params, TASKS), args.params, args.stamp))
 
 
-def cmd_plan(args, runs: ModuleType):
-    p = _params(args)
-    path = runs.write_plan(p)
-    plan = runs.plan(p)
-    print(f"{path}: {len(plan['runs'])} runs ({len(plan['two_stage_runs'])} two-stage) over {len(p.tables)} tables, "
-          f"{len(plan['assemblies'])} assemblies")
+def cmd_plan(args, spec: ModuleType):
+    from .tasks import TASKS
+
+    print(spec.write(spec.load(args.params, TASKS)))
 
 
 def cmd_use_profile(args, profiles: ModuleType):
@@ -116,6 +114,10 @@ def cmd_estimate(args, teach: ModuleType):
     teach.estimate(params, args.dataset, args.teacher or teach.dataset_spec(params, args.dataset).teacher)
 
 
+OPTION_HELP = {"teachers": "comma-separated (default: the dataset's teacher)",
+               "stamp": "write the `spec` stage's stamp (metrics/spec.json) when the spec is valid"}
+
+
 @dataclass(frozen=True)
 class Command:
     module: str  # the module that runs the command, imported only when it runs
@@ -124,6 +126,7 @@ class Command:
     needs: tuple[str, ...] = ()  # required options (--dataset D)
     target: str = ""  # a positional argument: the assembly or run (runs.yaml) the command builds
     options: tuple[str, ...] = ()  # optional options (--teacher T: default, the dataset's default teacher)
+    flags: tuple[str, ...] = ()  # optional switches (--stamp)
 
 
 COMMANDS: dict[str, Command] = {
@@ -139,12 +142,13 @@ COMMANDS: dict[str, Command] = {
     "evaluate": Command("pipeline.stages.evaluate", cmd_evaluate, "decode the test split, score", target="run"),
     "report": Command("pipeline.stages.report", cmd_report,
                       "every table and figure from the metrics files; each run to MLflow, once"),
-    "plan": Command("pipeline.runs", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),
+    "plan": Command("pipeline.stages.spec", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),
     "estimate": Command("pipeline.stages.teach", cmd_estimate,
                         "requests, tokens and cost of a live teacher, before sending anything", ("dataset",),
                         options=("teacher",)),
     "schemas": Command("pipeline.schemas", cmd_schemas, "regenerate schemas/*.schema.json from the models"),
-    "validate": Command("pipeline.runs", cmd_validate, "validate params.yaml (and check runs.yaml is in sync)"),
+    "validate": Command("pipeline.stages.spec", cmd_validate, "validate params.yaml (and check runs.yaml is in sync)",
+                        flags=("stamp",)),
     "use-profile": Command("pipeline.profiles", cmd_use_profile, "copy profiles/<name>.yaml over params.yaml"),
 }
 
@@ -158,7 +162,9 @@ def main(argv=None) -> int:
         for n in c.needs:
             p.add_argument(f"--{n}", required=True)
         for n in c.options:
-            p.add_argument(f"--{n}", default=None, help=f"default: the dataset's {n} (comma-separated for teachers)")
+            p.add_argument(f"--{n}", default=None, help=OPTION_HELP.get(n, f"default: the dataset's {n}"))
+        for n in c.flags:
+            p.add_argument(f"--{n}", action="store_true", help=OPTION_HELP[n])
         if c.target:  # positional: `--run` would clash with torchrun's own `--run-path` (argparse prefixes)
             p.add_argument(c.target, help=f"the {c.target}'s name, as runs.yaml lists it")
         if name == "use-profile":

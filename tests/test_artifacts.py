@@ -137,7 +137,7 @@ def test_read_json_corrupt(tmp_path):
 from pipeline.core.artifacts import read_model, read_records, schema_name, write_model, write_records  # noqa: E402
 from pipeline.core.records import (  # noqa: E402
     AssembleMetrics, CoT, EvalMetrics, Evaluation, Example, PrepareMetrics, Prediction, SelectionPoint, TeacherRecord,
-    TeacherComparison, TeacherOnCommon, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep,
+    SpecCheck, TeacherComparison, TeacherOnCommon, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep,
     VerdictCounts, artifact_models,
 )
 
@@ -166,6 +166,7 @@ RECORDS = {
     Prediction: [Prediction(id="a1", input="q", gold="3", prediction="3", correct=True, rationale=None)],
 }
 MODELS = [
+    SpecCheck(params="params.yaml", runs="runs.yaml", valid=True),
     PrepareMetrics(dataset="svamp", rows={"train": 3, "valid": 1, "test": 2}, source_rows={"train": 4, "test": 2},
                    valid_carved_from_train=True),
     TeachMetrics(dataset="svamp", teacher="gpt35", backend="replay", splits={"train": TeachSplitMetrics(

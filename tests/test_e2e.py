@@ -26,8 +26,15 @@ MAIN = ("standard_kd", "cot5", "cot5_se")
 RUNS = {"svamp-gpt35-standard_kd-base-teacher-k0-m0-s42", "svamp-gpt35-cot5-base-teacher-k5-m0-s42",
         "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42", "svamp-gpt35-cot5-base-teacher-k1-m0-s42"}
 K3 = "svamp-gpt35-cot5-base-teacher-k3-m0-s42"
-#: `dvc exp show` narrowed to the headline cells of some tables (README, "Comparing runs")
-EXP_SHOW = ["dvc", "exp", "show", "--csv", "--drop", ".*", "--keep", r"^(Experiment|rev|Created)$|^(main|cots|teachers)\..*/"]
+
+
+def documented_exp_show() -> list[str]:
+    """The `dvc exp show` command docs/comparing-runs.md documents for an ablation (its one home)."""
+    import shlex
+
+    doc = (Path(__file__).resolve().parents[1] / "docs/comparing-runs.md").read_text()
+    line = next(ln for ln in doc.splitlines() if ln.startswith("dvc exp show "))
+    return shlex.split(line.split("  #")[0])
 
 
 def tiny_params(path: Path) -> None:
@@ -86,7 +93,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert len([s for s in stages if s.startswith("stage2@")]) == len(RUNS)  # the shared k=5 cell is one run
     se = "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42"
     assert stages.index(f"stage1@{se}") < stages.index(f"stage2@{se}") < stages.index(f"evaluate@{se}")
-    assert stages[-1] == "report"
+    assert stages[0] == "spec" and stages[-1] == "report"
 
     # the teacher: the MCC-KD CoTs (10 per question) and the tree dump's 2 x 5 x 5 self-evaluations
     tr = json.loads((proj / "metrics/teach/svamp/gpt35.json").read_text())["splits"]["train"]
@@ -107,7 +114,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     # the teachers on the same questions: the 487 SVAMP train questions GPT-4o's files cover
     compared = json.loads((proj / "metrics/teachers/svamp.json").read_text())
     assert (compared["split"], compared["questions"]) == ("train", 487) and compared["teachers"]["gpt4o"]["selected_by_gold"]
-    assert head["teachers"]["gpt35/svamp teacher_accuracy"] == pytest.approx(100 * compared["teachers"]["gpt35"]["accuracy"])
+    assert head["teachers"]["gpt35/svamp teacher_accuracy"] == round(100 * compared["teachers"]["gpt35"]["accuracy"], 2)
     assert head["cots"]["cot5/5"] == head["main"]["cot5/svamp"] is not None  # one run serves both cells
     ev = json.loads((proj / f"metrics/evaluate/{se}.json").read_text())
     assert ev["total"] == 24 and "selected_step" not in ev  # the selection lives in the training logs alone
@@ -115,7 +122,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert log2["paper_protocol_best"]["test_accuracy"] is not None and log1["verdict_agreement"] is not None
     assert not list((proj / "models").rglob("training_log.json"))  # one home: metrics/train
     assert not list((proj / ".checkpoints").glob("*"))  # no scratch left behind by finished stages
-    assert head["main"]["cot5_se/svamp"] == pytest.approx(100 * ev["accuracy"], abs=1e-3)
+    assert head["main"]["cot5_se/svamp"] == round(100 * ev["accuracy"], 2)  # as the tables show it
     preds = (proj / f"results/{se}/predictions.jsonl").read_text().splitlines()
     assert len(preds) == 24 and "rationale" in json.loads(preds[0])
 
@@ -159,21 +166,16 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
         yaml.dump(p, f)
     sh([sys.executable, "-m", "pipeline", "plan"], proj)
     ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
-    assert sorted(ran) == sorted(["assemble@svamp-gpt35-teacher-k3-m0", f"stage2@{K3}", f"evaluate@{K3}", "report"]), ran
+    assert sorted(ran) == sorted(["spec", "assemble@svamp-gpt35-teacher-k3-m0", f"stage2@{K3}", f"evaluate@{K3}", "report"]), ran
     assert json.loads((proj / "metrics/headline.json").read_text())["cots"]["cot5/3"] is not None
     ids2 = json.loads((proj / "metrics/mlflow_runs.json").read_text())
     assert ids2 == {**ids, K3: ids2[K3]}  # the report logged the new run only; the others are found by fingerprint
     parents = client.search_runs([exp.experiment_id], "tags.fingerprint IS NOT NULL", max_results=1000)
     assert sorted(r.data.tags["mlflow.runName"] for r in parents) == sorted(RUNS | {K3})
 
-    # `dvc exp show`, narrowed to the headline cells: a table a user reads at a glance
+    # the baseline of the experiments below (the quickstart's last line)
     sh(["git", "add", "-A"], proj)
     sh(["git", "commit", "-qm", "baseline"], proj)
-    full = sh(["dvc", "exp", "show", "--csv"], proj).stdout.splitlines()[0].split(",")
-    narrow = sh(EXP_SHOW, proj).stdout.splitlines()
-    cols = narrow[0].split(",")
-    print(f"\ndvc exp show --csv: {len(full)} columns; narrowed to the headline: {len(cols)}")
-    assert len(cols) <= 40 and "main.cot5_se/svamp" in cols, cols
 
     # share instead of recompute: push to a local remote, clone, pull: every result is back
     remote = tmp_path / "remote"
@@ -192,6 +194,100 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
 
 
 _FLOW_DONE: set = set()  # projects whose repro/experiment flow above completed
+
+
+def _exp_show(proj: Path) -> tuple[list[str], list[list[str]], list[str]]:
+    """The documented `dvc exp show`: its header, its rows (cells) and its lines."""
+    out = sh(documented_exp_show(), proj).stdout
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    table = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in lines if ln.startswith("|")]
+    return table[0], [r for r in table[2:]], lines
+
+
+def _changed_cells(old: dict, new: dict) -> set[str]:
+    return {f"{t}.{k}" for t in set(old) | set(new) for k in set(old.get(t, {})) | set(new.get(t, {}))
+            if old.get(t, {}).get(k) != new.get(t, {}).get(k)}
+
+
+def _restore(proj: Path) -> None:
+    """The workspace back at the baseline commit (after `dvc exp run` applied an experiment)."""
+    sh(["git", "checkout", "--", "."], proj)
+    sh(["dvc", "checkout", "-q"], proj)
+    assert changed_stages(proj) == set()
+
+
+def test_spec_typos_and_ablations_at_a_glance(project):
+    """A typo in a section no stage reads fails `dvc repro` with one line; one `dvc exp run` and three
+    queued experiments read at a glance in the documented `dvc exp show` (<= 40 columns, <= 250
+    characters a line): the changed params and every changed table cell, and nothing unchanged; the
+    experiments' MLflow runs say which experiment they belong to."""
+    proj = project
+    if proj not in _FLOW_DONE:
+        pytest.skip("the repro/experiment flow above did not complete")
+    import subprocess
+
+    from support.e2e import e2e_env
+
+    params_file = proj / "params.yaml"
+    original = params_file.read_bytes()
+    text = original.decode()
+    params_file.write_text(text.replace("\ntrain:\n", "\ntrian:\n  lr: 0.002\ntrain:\n", 1))
+    line = 1 + text[:text.index("\ntrain:\n")].count("\n") + 1
+    r = subprocess.run(["dvc", "repro"], cwd=proj, env=e2e_env(proj), capture_output=True, text=True, timeout=300)
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode != 0 and ran_stages(r.stdout) == ["spec"], (r.stdout[-2000:], r.stderr[-2000:])
+    assert errors == [f"error: params.yaml:{line}: trian: unknown key (did you mean 'train'?)"], r.stderr
+    params_file.write_bytes(original)
+    assert ran_stages(sh(["dvc", "repro"], proj).stdout) == []  # nothing was lost, nothing re-runs
+
+    baseline = json.loads(sh(["git", "show", "HEAD:metrics/headline.json"], proj).stdout)
+    try:
+        ran = ran_stages(sh(["dvc", "exp", "run", "-n", "lr2", "-S", "train.lr=0.002"], proj).stdout)
+        assert ran and not any(s.startswith(("prepare@", "teach@", "compare@", "assemble@")) for s in ran), ran
+        header, rows, lines = _exp_show(proj)
+        changed = _changed_cells(baseline, json.loads((proj / "metrics/headline.json").read_text()))
+        width = max(len(ln) for ln in lines)
+        print(f"\ndocumented dvc exp show after one ablation: {len(header)} columns, widest line {width}; "
+              f"changed cells: {sorted(changed)}")
+        assert len(header) <= 40 and width <= 250, lines
+        assert [r[0].split()[-1] for r in rows] == ["master", "[lr2]"], rows
+        lr = header.index("train.lr")
+        assert [r[lr] for r in rows] == ["0.001", "0.002"]
+        cells = {h for h in header if "/" in h}
+        assert cells == changed, (sorted(cells), sorted(changed))
+        assert set(header) - cells == {"Experiment", "Created", "train.lr"}, header
+        _restore(proj)
+
+        # three queued experiments: two change what the teachers table reads (a shorter CQA test
+        # split), one retrains with the same lr as lr2 (every training stage restored from the run-cache)
+        for name, sets in (("test100", ["+datasets.cqa.limit.test=100"]),
+                           ("both", ["train.lr=0.002", "+datasets.cqa.limit.test=100"]),
+                           ("lr2q", ["train.lr=0.002"])):
+            sh(["dvc", "exp", "run", "--queue", "-n", name, *[a for v in sets for a in ("-S", v)]], proj)
+        sh(["dvc", "queue", "start", "-j", "1"], proj)
+        import time
+
+        deadline = time.time() + 900
+        while True:
+            status = sh(["dvc", "queue", "status"], proj).stdout
+            if not re.search(r"\b(Queued|Running)\b", status):
+                break
+            assert time.time() < deadline, status
+            time.sleep(5)
+        assert status.count("Success") == 3, status
+        header, rows, lines = _exp_show(proj)
+        width = max(len(ln) for ln in lines)
+        print(f"documented dvc exp show over 3 queued experiments and one run: {len(header)} columns, widest line {width}")
+        assert len(header) <= 40 and width <= 250, lines
+        assert {r[0].split()[-1] for r in rows} == {"master", "[lr2]", "[test100]", "[both]", "[lr2q]"}, rows
+        assert {"train.lr", "datasets.cqa.limit.test", "teachers.palm/cqa teacher_accuracy"} <= set(header), header
+        acc = header.index("teachers.palm/cqa teacher_accuracy")
+        by = {r[0].split()[-1]: r for r in rows}
+        assert by["[test100]"][acc] == by["[both]"][acc] != by["master"][acc] == by["[lr2]"][acc], rows
+        for h in header[2:]:  # every column differs between the rows: nothing unchanged is shown
+            assert len({r[header.index(h)] for r in rows}) > 1, (h, rows)
+    finally:
+        _restore(proj)
 
 
 def stage_names(proj: Path) -> set[str]:
@@ -269,7 +365,7 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
         edit(p)
         with open(params_file, "w") as f:
             yaml.dump(p, f)
-        assert changed_stages(proj) == {"teach@svamp-gpt4o"}
+        assert changed_stages(proj) == {"spec", "teach@svamp-gpt4o"}  # the spec stage reads every key
         params_file.write_bytes(original_params)
     assert changed_stages(proj) == set()
 
@@ -282,7 +378,7 @@ def test_code_changes_rerun_exactly_the_stages_that_run_it(project):
     planner = changed_stages(proj)
     assert planner == stages_whose_deps_cover(proj, "pipeline/runs.py") and planner, planner
     assert not any(s.startswith(("prepare@", "teach@")) for s in planner), sorted(planner)
-    assert {s.split("@")[0] for s in planner} == {"assemble", "stage1", "stage2", "evaluate", "report"}, sorted(planner)
+    assert {s.split("@")[0] for s in planner} == {"spec", "assemble", "stage1", "stage2", "evaluate", "report"}, sorted(planner)
     planner_file.write_bytes(original)
     assert changed_stages(proj) == set()
 

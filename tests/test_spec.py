@@ -190,3 +190,70 @@ def test_a_dataset_task_must_be_a_name_of_the_task_registry(tmp_path, base_text,
     assert f"{path}:{_line_no(bad, r'    task: svmap')}" in msg, msg
     monkeypatch.setitem(tasks.TASKS, "svmap", tasks.TASKS["svamp"])
     assert load_params(path, tasks=tasks.TASKS).datasets["svamp"].task == "svmap"
+
+
+# --------------------------------------------------------------------------- typos: did you mean, tags, value lines
+OFFLINE = ROOT / "profiles/offline.yaml"
+
+
+def test_a_misspelled_section_says_what_it_meant(tmp_path, base_text):
+    train_line = _line_no(base_text, r"^train:\s*$")
+    lines = base_text.splitlines(keepends=True)
+    lines.insert(train_line - 1, "trian:\n  lr: 0.002\n")  # `trian:` is now line train_line
+    path = _write(tmp_path, "".join(lines))
+    assert _load_error(path) == f"{path}:{train_line}: trian: unknown key (did you mean 'train'?)"
+
+
+@pytest.mark.parametrize("typo,meant", [("learning_rate", "lr"), ("batchsize", "batch_size"), ("zzz", None)])
+def test_an_unknown_key_suggests_its_closest_sibling(tmp_path, base_text, typo, meant):
+    train_line = _line_no(base_text, r"^train:\s*$")
+    lines = base_text.splitlines(keepends=True)
+    lines.insert(train_line, f"  {typo}: 1\n")
+    msg = _load_error(_write(tmp_path, "".join(lines)))
+    hint = f" (did you mean {meant!r}?)" if meant else ""
+    assert msg.endswith(f":{train_line + 1}: train.{typo}: unknown key{hint}"), msg
+
+
+def test_a_missing_or_misspelled_discriminator_is_named_in_plain_words(tmp_path):
+    text = OFFLINE.read_text()
+    kind = _line_no(text, r"^\s+kind: local")
+    missing = text.splitlines(keepends=True)
+    del missing[kind - 1]
+    msg = _load_error(_write(tmp_path, "".join(missing)))
+    assert re.search(r"params\.yaml:\d+: datasets\.svamp\.source\.kind: missing; one of hub, local$", msg), msg
+    bad = _write(tmp_path, text.replace("kind: local", "kind: locl", 1))
+    assert _load_error(bad) == (f"{bad}:{kind}: datasets.svamp.source.kind: 'locl' is not one of hub, local "
+                                "(did you mean 'local'?)")
+
+
+def test_a_bad_value_in_a_list_is_reported_at_its_own_line(tmp_path):
+    text = OFFLINE.read_text()
+    values = _line_no(text, r"^    values:")
+    item = _line_no(text, r"^      - cot1$", after=values)
+    lines = text.splitlines(keepends=True)
+    lines[item - 1] = lines[item - 1].replace("cot1", "cot1x")
+    msg = _load_error(_write(tmp_path, "".join(lines)))
+    assert f"params.yaml:{item}: tables.main.values.method: 'cot1x' is not a key of methods (did you mean 'cot1'?)" in msg
+    assert item > _line_no(text, r"^      method:$", after=values) + 1  # the value's line, not its key's
+
+
+def test_student_config_overrides_are_t5config_fields(tmp_path):
+    from pipeline.stages.spec import load
+    from pipeline.tasks import TASKS
+
+    text = OFFLINE.read_text()
+    at = _line_no(text, r"^      d_model: 32")
+    path = _write(tmp_path, text.replace("      d_model: 32", "      num_layer: 2\n      d_model: 32", 1))
+    load_params(path)  # the schema alone does not know T5Config's fields ...
+    with pytest.raises(PipelineError) as ei:  # ... the spec stage (and plan) does
+        load(str(path), TASKS)
+    assert str(ei.value) == (f"{path}:{at}: students.small.config_overrides.num_layer: not a field of T5Config "
+                             "(did you mean 'num_layers'?)")
+    load(str(OFFLINE), TASKS)  # every real override is a field
+
+
+def test_config_overrides_need_from_config(tmp_path):
+    text = OFFLINE.read_text()
+    path = _write(tmp_path, text.replace("from_config: true", "from_config: false", 1))
+    msg = _load_error(path)
+    assert re.search(r"params\.yaml:\d+: students\.small\.config_overrides: only with from_config: true", msg), msg

@@ -306,8 +306,19 @@ class TeacherComparison(Record):
     teachers: dict[str, TeacherOnCommon]
 
 
+class SpecCheck(Record):
+    """``metrics/spec.json``: the stamp of the ``spec`` stage, written when the whole ``params.yaml``
+    validated and ``runs.yaml`` is in sync. Its content never depends on the spec, so a valid edit
+    leaves it byte-identical and re-runs only the stages that read the edited keys."""
+
+    params: str = Field(description="the spec file that was checked")
+    runs: str = Field(description="the run list checked in sync with its tables")
+    valid: Literal[True]
+
+
 def artifact_models() -> dict[str, type[BaseModel]]:
     return {
+        "spec_check": SpecCheck,
         "example": Example,
         "teacher": TeacherRecord,
         "train_row": TrainRow,

@@ -14,7 +14,7 @@ from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_
 
 from .errors import PipelineError
 from .spec_base import SPLITS, Split, Strict
-from .spec_errors import format_validation_error
+from .spec_errors import did_you_mean, format_validation_error
 from .spec_tables import StudentSpec, TableSpec, table_cells
 from .spec_teachers import NO_TEACHER, OpenAITeacher, ReplayFiles, ReplayTeacher, Teacher, TeacherEntry, resolve_teacher
 
@@ -222,7 +222,8 @@ class Params(Strict):
                     raise ValueError(f"tables.{name}: set `{d}` (as rows, cols or a fixed value)")
             for d, (section, known) in sections.items():
                 if d in dims and str(dims[d]) not in known:
-                    raise ValueError(f"{where(d)}: {dims[d]!r} is not a key of {section} (known: {', '.join(known)})")
+                    raise ValueError(f"{where(d)}: {dims[d]!r} is not a key of {section}{did_you_mean(dims[d], known)} "
+                                     f"(known: {', '.join(known)})")
             if "teacher" in dims:
                 ds = str(dims["dataset"])
                 if str(dims["teacher"]) not in self.datasets[ds].teachers:
@@ -253,9 +254,11 @@ def _yaml():
     return YAML(typ="rt")  # round-trip loader: YAML 1.2 like DVC, and keeps line numbers
 
 
-def load_params(path: str | Path = "params.yaml", tasks: Optional[Collection[str]] = None) -> Params:
+def load_params(path: str | Path = "params.yaml", tasks: Optional[Collection[str]] = None,
+                t5_fields: Optional[Collection[str]] = None) -> Params:
     """``params.yaml``, validated; ``tasks``: the task registry's names, which each dataset's ``task``
-    must be one of (the CLI passes them: this layer knows no task)."""
+    must be one of (the CLI passes them: this layer knows no task); ``t5_fields``: the settings a
+    student's ``config_overrides`` may name (the ``spec`` stage passes them)."""
     path = Path(path)
     if not path.exists():
         raise PipelineError(f"{path}: params file not found")
@@ -269,9 +272,10 @@ def load_params(path: str | Path = "params.yaml", tasks: Optional[Collection[str
     if not isinstance(doc, dict):
         raise PipelineError(f"{path}: expected a mapping at the top level")
     try:
-        return Params.model_validate(_plain(doc), context={"tasks": tasks} if tasks is not None else None)
+        context = {k: v for k, v in (("tasks", tasks), ("t5_fields", t5_fields)) if v is not None}
+        return Params.model_validate(_plain(doc), context=context or None)
     except ValidationError as e:
-        raise PipelineError(format_validation_error(e, str(path), doc)) from None
+        raise PipelineError(format_validation_error(e, str(path), doc, Params)) from None
 
 
 def _plain(obj):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from .spec_errors import did_you_mean
 
 # run dimensions a table's rows / columns / fixed values may name (the seed comes from ``seeds``)
 Dim = Literal["method", "dataset", "teacher", "student", "labels", "cots", "self_evals"]
@@ -47,8 +49,25 @@ class StudentSpec(_Strict):
 
     id: str = Field(description="Hub id or local directory of a pretrained T5 (or of its config, with from_config)")
     from_config: bool = Field(False, description="build a randomly initialised model from the config at `id` (offline)")
-    config_overrides: dict[str, Union[int, float, str, bool]] = Field(default_factory=dict)
+    config_overrides: dict[str, Union[int, float, str, bool]] = Field(
+        default_factory=dict, description="T5Config fields set on the config at `id` (with from_config)")
     tokenizer: Optional[str] = Field(None, description="defaults to `id`")
+
+    @field_validator("config_overrides")
+    @classmethod
+    def _t5_fields(cls, v: dict, info: ValidationInfo) -> dict:
+        fields = (info.context or {}).get("t5_fields")
+        for k in v if fields is not None else ():
+            if k not in fields:
+                raise ValueError(f"{k}: not a field of T5Config{did_you_mean(k, fields)}")
+        return v
+
+    @model_validator(mode="after")
+    def _overrides_need_a_config(self) -> "StudentSpec":
+        if self.config_overrides and not self.from_config:
+            raise ValueError("config_overrides: only with from_config: true (a pretrained checkpoint keeps its "
+                             "own config)")
+        return self
 
 
 class TableSpec(_Strict):

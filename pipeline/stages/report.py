@@ -185,22 +185,29 @@ def _table_md(params: Params, g: Grid, refs: dict, figure: Optional[Path]) -> st
     if used:
         md += ["Reference values:", ""] + [f"- ({r.row}, {r.col}) {r.value:.2f}: {r.source}" for r in used] + [""]
     if figure:
-        md += [f"![{g.name}](../figures/{figure.name})", ""]
+        md += [f"![{g.name}](../figures/{figure.name})", "",
+               f"Vector copy: [{figure.stem}.svg](../figures/{figure.stem}.svg).", ""]
     return "\n".join(md)
 
 
 def _figure(params: Params, g: Grid, out: list[Path]) -> Optional[Path]:
+    """The table's figure (``reports/figures/<table>.png`` and its vector copy ``.svg``; a line table's
+    data also as ``.csv``), added to ``out``; returns the PNG. The percent columns only (counts would
+    dwarf them), on a 0-100 axis; a table of counts only: its counts, on a 0 to 1.1 x max axis."""
     t = params.tables[g.name]
-    cols = [label for label, _, metric in _columns(t) if metric not in COUNT_METRICS]  # percentages only
+    columns = _columns(t)
+    percent = any(metric not in COUNT_METRICS for _, _, metric in columns)
+    cols = [label for label, _, metric in columns if (metric not in COUNT_METRICS) == percent]
+    metrics = [x for x in t.metrics if (x not in COUNT_METRICS) == percent]
     series = {row: [(s.mean, s.std) if (s := g.stats.get((row, col))) else (None, None) for col in cols]
               for row in g.rows}
-    ylabel = (t.metrics[0] if len(t.metrics) == 1 else "value") + " (%)"
+    ylabel = (metrics[0] if len(metrics) == 1 else "value") + (" (%)" if percent else " (count)")
     if t.show == "line":
         figures.write_csv(FIGURES / f"{g.name}.csv", g.col_dim, g.cols, series)
         out.append(FIGURES / f"{g.name}.csv")
-    png = figures.plot(FIGURES / f"{g.name}.png", t.show if t.show == "line" else "bar", t.title, g.col_dim,
-                       cols, series, ylabel)
-    out.append(png)
+    png, svg = figures.plot(FIGURES / f"{g.name}.png", t.show if t.show == "line" else "bar", t.title, g.col_dim,
+                            cols, series, ylabel, percent=percent)
+    out += [png, svg]
     return png
 
 
@@ -210,8 +217,8 @@ def _index(params: Params, unmatched: list[Ref]) -> str:
           "`reports/reference.csv` (`table,row,col,value,source`, value in percent; Mind's Mirror's own values "
           "are not available offline: fill them in).", ""]
     for name, t in params.tables.items():
-        md.append(f"- [{name}]({name}.md) ([csv]({name}.csv), [figure](../figures/{name}.png)): {t.title}"
-                  + (f" (regenerates: {t.paper})" if t.paper else ""))
+        md.append(f"- [{name}]({name}.md) ([csv]({name}.csv), [figure](../figures/{name}.png), "
+                  f"[svg](../figures/{name}.svg)): {t.title}" + (f" (regenerates: {t.paper})" if t.paper else ""))
     md += ["", "## Unmatched reference values", ""]
     md += [f"- `reports/reference.csv` line {r.line}: table {r.table}, row {r.row}, col {r.col}: {r.value:.2f} "
            f"({r.source})" for r in unmatched] or ["none"]
@@ -260,7 +267,8 @@ def run(params: Params, plan: Plan | None = None) -> list[Path]:
         figure = _figure(params, g, out)
         _write(TABLES / f"{name}.md", _table_md(params, g, refs, figure), out)
         _write(TABLES / f"{name}.csv", _table_csv(g, refs), out)
-        headline[name] = {f"{row}/{col}": None if s.mean is None else round(s.mean, 4)
+        # as the tables show them (2 decimals): `dvc exp show --only-changed` then lists what a reader sees change
+        headline[name] = {f"{row}/{col}": None if s.mean is None else round(s.mean, 2)
                           for row in g.rows for col in g.cols
                           if (s := g.stats.get((row, col))) is not None and not s.omitted}
     _write(INDEX, _index(params, unmatched), out)

@@ -10,6 +10,7 @@ import torch
 from ..core.errors import PipelineError
 from ..core.paths import resolve_data_path
 from ..core.spec_tables import StudentSpec
+from .config import t5_config_fields
 
 
 def _local_or_hub(name: str) -> str:
@@ -45,7 +46,7 @@ def build_model(spec: StudentSpec, init_dir: str | Path | None = None, seed: int
         raise PipelineError(f"cannot load student {name!r}: {_first_line(e)}") from None
     raw_tie = _raw_tie(name)
     for k, v in spec.config_overrides.items():
-        if not hasattr(config, k):
+        if k not in t5_config_fields():
             raise PipelineError(f"students: config_overrides.{k} of {spec.id!r}: not a T5Config attribute")
         setattr(config, k, v)
     if "num_layers" in spec.config_overrides and "num_decoder_layers" not in spec.config_overrides:
