@@ -142,7 +142,14 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert parent.data.tags["mlflow.source.git.commit"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert sorted(r.data.tags["mlflow.runName"] for r in children) == [f"{se}/stage1", f"{se}/stage2"]
-    assert parent.info.end_time - parent.info.start_time >= 1000 * (log2["finished_at"] - log2["started_at"]) > 0
+    # honest durations: each child spans its own stage, the parent its evaluation; the seconds as metrics
+    spans = {r.data.tags["mlflow.runName"]: (r.info.end_time - r.info.start_time) / 1000 for r in children}
+    assert spans[f"{se}/stage2"] == pytest.approx(log2["finished_at"] - log2["started_at"], abs=2e-3)
+    assert (parent.info.end_time - parent.info.start_time) / 1000 == pytest.approx(ev["finished_at"] - ev["started_at"], abs=2e-3)
+    pm = parent.data.metrics
+    assert pm["train_seconds"] == pytest.approx(sum(spans.values()), abs=5e-3) and pm["eval_seconds"] > 0
+    assert pm["accuracy_pct"] == pytest.approx(100 * ev["accuracy"], abs=5e-6)  # the tables' units
+    assert round(pm["accuracy_pct"], 2) == head["main"]["cot5_se/svamp"]
     # its train and test data as dataset inputs, their digests DVC's own hashes of those outputs
     from ruamel.yaml import YAML
 
@@ -256,6 +263,13 @@ def test_spec_typos_and_ablations_at_a_glance(project):
         cells = {h for h in header if "/" in h}
         assert cells == changed, (sorted(cells), sorted(changed))
         assert set(header) - cells == {"Experiment", "Created", "train.lr"}, header
+        # MLflow: the experiment's runs say which experiment they belong to, in their name and tags
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{proj / 'mlflow.db'}")
+        exp_id = client.get_experiment_by_name("mindsmirror").experiment_id
+        lr2 = client.search_runs([exp_id], "tags.`dvc.exp_name` = 'lr2' and tags.fingerprint IS NOT NULL", max_results=100)
+        assert sorted(r.data.tags["mlflow.runName"] for r in lr2) == sorted(f"[lr2] {r}" for r in RUNS | {K3})
         _restore(proj)
 
         # three queued experiments: two change what the teachers table reads (a shorter CQA test

@@ -1,8 +1,10 @@
 """MLflow tracking (pipeline/tracking/) against a SQLite store in a temporary directory: no dvc, no
-training. A run's parent MLflow run spans training and evaluation, its training stages are child runs
-with their curves, its data are dataset inputs digested by dvc.lock's hashes; ``sync_runs`` logs each
-run once per content of its metrics files (and refreshes the table tags of those logged already); the
-report run refreshes the runs' table tags."""
+training. A run's parent MLflow run spans its evaluation, its training stages are child runs spanning
+themselves with their curves, metrics are in percent like the tables, its data are dataset inputs
+digested by dvc.lock's hashes; inside ``dvc exp run`` names, tags and source say which experiment;
+``sync_runs`` logs each run once per content of its metrics files (and refreshes the table tags of
+those logged already); the report run refreshes the runs' table tags; the experiment has its kind, a
+description and a saved runs-table view."""
 from __future__ import annotations
 
 import dataclasses
@@ -119,7 +121,6 @@ def inputs(run_info) -> dict[str, tuple[str, str]]:
 def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params, store, tmp_path, monkeypatch):
     run = pick(params, two_stage=True)
     monkeypatch.setenv("DVC_STAGE", "report")  # the stage that logs; the run is evaluate@<run>'s outputs
-    monkeypatch.setenv("DVC_EXP_NAME", "tidy-tern")
     write_data(run)
     write_lock(run)
     s1 = training_log(run, "stage1", NOW - 100, NOW - 60)
@@ -132,10 +133,14 @@ def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params
 
     parent = store.get_run(rid)
     info, tags = parent.info, parent.data.tags
-    assert info.run_name == run.name and info.status == "FINISHED"
-    # Duration in the UI: the first training stage's start to the evaluation's end
-    assert abs(info.start_time - s1.started_at * 1000) <= 1 and abs(info.end_time - metrics.finished_at * 1000) <= 1
-    assert abs((info.end_time - info.start_time) - (metrics.finished_at - s1.started_at) * 1000) <= 2
+    assert info.run_name == run.name == tags["mlflow.runName"] and info.status == "FINISHED"
+    # Duration in the UI: the evaluation's own span (not the first training stage's start: DVC runs other
+    # runs' stages in between); the seconds of the run's own stages are metrics
+    assert abs(info.start_time - metrics.started_at * 1000) <= 1 and abs(info.end_time - metrics.finished_at * 1000) <= 1
+    assert abs((info.end_time - info.start_time) - 17_000) <= 2
+    ms = parent.data.metrics
+    assert (ms["stage1_seconds"], ms["stage2_seconds"], ms["train_seconds"]) == (40.0, 39.0, 79.0)
+    assert (ms["eval_seconds"], ms["total_seconds"]) == (17.0, 96.0)
 
     # params, final metrics, tags, source
     ps, ms = parent.data.params, parent.data.metrics
@@ -143,14 +148,16 @@ def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params
     assert float(ps["train.lr"]) == params.train.lr and ps[f"methods.{run.method}.cots"] == str(run.cots)
     assert f"datasets.{run.dataset}.task" in ps and f"students.{run.student}.from_config" in ps
     assert not any(k.startswith(("datasets.cqa", "tables.")) for k in ps if run.dataset != "cqa")
-    assert ms["accuracy"] == 0.25 and ms["test_correct"] == 50 and ms["test_total"] == 200
-    assert ms["stage1_verdict_agreement"] == 0.75 and ms["paper_protocol_accuracy"] == 0.1
+    # in percent, as the tables show them (0.1 is exactly 10.0: no float noise); counts stay counts
+    assert ms["accuracy_pct"] == 25.0 and ms["test_correct"] == 50 and ms["test_total"] == 200
+    assert ms["stage1_verdict_agreement_pct"] == 75.0 and ms["paper_protocol_accuracy_pct"] == 10.0
+    assert ms["valid_accuracy_pct"] == 20.0 and ms["selected_step"] == 8
+    assert not {"accuracy", "valid_accuracy", "paper_protocol_accuracy", "stage1_verdict_agreement"} & set(ms)
     assert {k: tags[k] for k in ("dataset", "method", "student", "labels", "cots", "self_evals", "seed")} == {
         "dataset": run.dataset, "method": run.method, "student": run.student, "labels": run.labels,
         "cots": str(run.cots), "self_evals": str(run.self_evals), "seed": str(run.seed)}
-    assert tags["dvc_stage"] == f"evaluate@{run.name}" and tags["dvc_exp_name"] == "tidy-tern"
-    assert tags["logged_by"] == "report"
-    assert "dvc_exp_baseline_rev" not in tags  # unset variables leave no empty tags
+    assert tags["dvc_stage"] == f"evaluate@{run.name}" and tags["logged_by"] == "report"
+    assert not {"dvc.exp_name", "dvc.baseline_rev", "dvc.exp_ref"} & set(tags)  # no experiment: no empty tags
     assert tags["mlflow.source.git.commit"] == git_commit() == tags["git_commit"]
     assert tags["mlflow.source.type"] == "PROJECT" and tags["mlflow.project.entryPoint"] == f"evaluate@{run.name}"
     assert tags["mlflow.source.name"]
@@ -178,14 +185,20 @@ def test_a_two_stage_run_is_a_parent_with_its_training_stages_as_children(params
         assert c.info.status == "FINISHED" and c.data.tags["mlflow.parentRunId"] == rid
         assert abs(c.info.start_time - log.started_at * 1000) <= 1
         assert abs(c.info.end_time - log.finished_at * 1000) <= 1
+        assert c.data.metrics["wall_seconds"] == round(log.finished_at - log.started_at, 3) == ms[f"{log.stage}_seconds"]
         loss = store.get_metric_history(c.info.run_id, "loss")
         assert [m.step for m in loss] == list(range(1, 9)) and loss[0].value == 2.0
         assert all(c.info.start_time <= m.timestamp <= c.info.end_time for m in loss)
-        assert [m.step for m in store.get_metric_history(c.info.run_id, "valid_accuracy")] == [4, 8]
+        valid = store.get_metric_history(c.info.run_id, "valid_accuracy_pct")
+        assert [(m.step, m.value) for m in valid] == [(4, 10.0), (8, 20.0)]
+        assert [m.value for m in store.get_metric_history(c.info.run_id, "test_accuracy_pct")] == [5.0, 10.0]
+        assert c.data.metrics["selected_valid_accuracy_pct"] == 20.0
         assert c.data.metrics["steps"] == 8 and c.data.metrics["examples_per_s"] == 40.0
         assert c.data.params["device"] == "cpu"
         assert inputs(c)["training"][1] == TRAIN_MD5
-    assert by_name[f"{run.name}/stage1"].data.metrics["verdict_agreement"] == 0.75
+    assert by_name[f"{run.name}/stage1"].data.metrics["verdict_agreement_pct"] == 75.0
+    # the parent's span is its evaluation's: it contains neither child's
+    assert all(by_name[f"{run.name}/{x.stage}"].info.end_time <= info.start_time for x in (s1, s2))
     assert "expl_loss" not in by_name[f"{run.name}/stage1"].data.metrics
     assert len(store.get_metric_history(by_name[f"{run.name}/stage2"].info.run_id, "expl_loss")) == 8
     assert inputs(by_name[f"{run.name}/stage2"])["validation"][1] == TEST_MD5
@@ -204,9 +217,10 @@ def test_without_dvc_lock_the_digest_is_a_content_hash(params, store):
 
     assert inputs(parent)["training"][1] == tracking.content_md5(Path("data/assembled") / run.assembly.name)
     assert parent.data.tags["data.train.digest_from"].startswith("content md5")
-    assert "stage1_verdict_agreement" not in parent.data.metrics
+    assert "stage1_verdict_agreement_pct" not in parent.data.metrics and "stage1_seconds" not in parent.data.metrics
     assert parent.data.tags["mlflow.project.entryPoint"] == f"evaluate@{run.name}"  # run by hand
-    assert abs((parent.info.end_time - parent.info.start_time) - 40_000) <= 2
+    assert abs((parent.info.end_time - parent.info.start_time) - 9_000) <= 2  # the evaluation
+    assert parent.data.metrics["train_seconds"] == 30.0 and parent.data.metrics["total_seconds"] == 39.0
     children = store.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{rid}'")
     assert [c.info.run_name for c in children] == [f"{run.name}/stage2"]
 
@@ -248,6 +262,110 @@ def test_the_report_run_and_the_runs_table_tags(params, store, tmp_path):
     tracking.log_report(params, [], {}, {run.name: rid})
     tags = store.get_run(rid).data.tags
     assert "tables" not in tags and not [k for k in tags if k.startswith("table.")]
+
+
+# --------------------------------------------------------------------------- inside `dvc exp run`
+BASELINE = "ab" + "c" * 38  # a commit sha that is not HEAD
+
+
+def test_inside_dvc_exp_run_names_tags_and_source_say_which_experiment(params, store, monkeypatch):
+    """DVC sets DVC_EXP_NAME and DVC_EXP_BASELINE_REV in the stages of `dvc exp run`: the runs of two
+    experiments (and of the baseline) differ in their names, tags and Source, not only in a hidden tag."""
+    run = pick(params, two_stage=True)
+    monkeypatch.setenv("DVC_STAGE", "report")
+    monkeypatch.setenv("DVC_EXP_NAME", "lr2")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", BASELINE)
+    assert git_commit() != BASELINE
+    item = write_run_files(params, run, NOW)
+    [rid] = tracking.sync_runs(params, [item]).values()
+
+    parent = store.get_run(rid)
+    tags = parent.data.tags
+    assert parent.info.run_name == tags["mlflow.runName"] == f"[lr2] {run.name}"
+    assert tags["run"] == run.name and tags["dvc_stage"] == f"evaluate@{run.name}"
+    ref = f"refs/exps/ab/{'c' * 38}/lr2"  # where DVC keeps the experiment's commit
+    assert (tags["dvc.exp_name"], tags["dvc.baseline_rev"], tags["dvc.exp_ref"]) == ("lr2", BASELINE, ref)
+    # Source: the experiment before the stage, its baseline commit, its git ref as the branch
+    assert tags["mlflow.project.entryPoint"] == f"lr2:evaluate@{run.name}"
+    assert tags["mlflow.source.git.commit"] == BASELINE and tags["mlflow.source.git.branch"] == ref
+    assert tags["git_commit"] == git_commit()  # what was checked out when it was logged
+    assert "DVC experiment **lr2**" in tags["mlflow.note.content"]
+    exp = parent.info.experiment_id
+    children = store.search_runs([exp], f"tags.mlflow.parentRunId = '{rid}'")
+    assert sorted(c.info.run_name for c in children) == [f"[lr2] {run.name}/stage1", f"[lr2] {run.name}/stage2"]
+    for c in children:
+        stage = c.data.tags["stage"]
+        assert c.data.tags["dvc.exp_name"] == "lr2" and c.data.tags["mlflow.source.git.branch"] == ref
+        assert c.data.tags["mlflow.project.entryPoint"] == f"lr2:{stage}@{run.name}"
+    report = store.get_run(tracking.log_report(params, [], {run.name: list(item.tables)}, {run.name: rid}))
+    assert report.info.run_name == "[lr2] report" and report.data.tags["dvc.exp_name"] == "lr2"
+
+    # another experiment retrains the run (new files): a second parent, told apart by its name
+    monkeypatch.setenv("DVC_EXP_NAME", "lr1")
+    item1 = write_run_files(params, run, NOW + 1)
+    [rid1] = tracking.sync_runs(params, [item1]).values()
+    assert rid1 != rid and store.get_run(rid1).info.run_name == f"[lr1] {run.name}"
+
+    # the same files outside any experiment (`dvc exp apply`, then `dvc repro`): found by their
+    # fingerprint, the run keeps the name it was first logged with
+    for k in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(k)
+    assert tracking.sync_runs(params, [item1]) == {run.name: rid1}
+    assert store.get_run(rid1).info.run_name == f"[lr1] {run.name}"
+    # and a new run outside: today's name, HEAD as its commit
+    other = pick(params, two_stage=False)
+    [rid2] = tracking.sync_runs(params, [write_run_files(params, other, NOW)]).values()
+    t2 = store.get_run(rid2).data.tags
+    assert t2["mlflow.runName"] == other.name and t2["mlflow.project.entryPoint"] == f"evaluate@{other.name}"
+    assert t2["mlflow.source.git.commit"] == git_commit() and "dvc.exp_name" not in t2
+
+
+def test_an_experiment_without_a_baseline_commit_falls_back_to_head(params, store, monkeypatch):
+    monkeypatch.setenv("DVC_EXP_NAME", "tidy-tern")
+    run = pick(params, two_stage=False)
+    [rid] = tracking.sync_runs(params, [write_run_files(params, run, NOW)]).values()
+    tags = store.get_run(rid).data.tags
+    assert tags["mlflow.runName"] == f"[tidy-tern] {run.name}" and tags["mlflow.source.git.commit"] == git_commit()
+    assert "dvc.exp_ref" not in tags and "dvc.baseline_rev" not in tags
+
+
+# --------------------------------------------------------------------------- the experiment itself
+def test_the_experiment_opens_as_ml_with_a_description_and_a_saved_view(params, store):
+    """What a logger can set so the UI shows the runs' metrics without opening Columns: the experiment's
+    kind, a description whose first line links a saved view (columns: the DVC experiment, the percent
+    metrics, the seconds), kept up to date without rewriting it, and a description someone wrote kept."""
+    from pipeline.tracking import experiment as E
+
+    run = pick(params, two_stage=True)
+    [rid] = tracking.sync_runs(params, [write_run_files(params, run, NOW)]).values()
+    exp = store.get_experiment_by_name(tracking.EXPERIMENT)
+    tags = exp.tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    note = tags["mlflow.note.content"]
+    url = f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=compare-runs&workflowType=machine_learning"
+    assert tracking.runs_url(exp.experiment_id) == url and url in note.splitlines()[0]
+    assert "`[<experiment>] <run>`" in note and "`_pct`" in note and "`total_seconds`" in note
+    envelope = json.loads(tags["mlflow.sharedViewState.compare-runs"])
+    assert envelope["name"] == E.VIEW_NAME and isinstance(envelope["createdAt"], int)
+    state = json.loads(envelope["state"])
+    assert state["selectedColumns"][0] == "tags.`dvc.exp_name`" and "attributes.`Source`" in state["selectedColumns"]
+    assert state["columnWidths"]["attributes.`Run Name`"] >= 400
+    assert state["columnOrder"][:2] == ["attributes.`Run Name`", "runDateAndNestInfo"]
+    assert set(state["selectedColumns"]) <= set(state["columnOrder"])
+    # every metric column of the view is a metric the parents have (a renamed metric would be a blank column)
+    shown = {c[len("metrics.`"):-1] for c in state["selectedColumns"] if c.startswith("metrics.")}
+    assert shown == set(E.METRIC_COLUMNS) and shown <= set(store.get_run(rid).data.metrics)
+
+    # up to date: logging again rewrites nothing (the view keeps its times)
+    tracking.sync_runs(params, [write_run_files(params, run, NOW + 1)])
+    assert store.get_experiment(exp.experiment_id).tags["mlflow.sharedViewState.compare-runs"] == \
+        tags["mlflow.sharedViewState.compare-runs"]
+    # an experiment that lost its kind gets it back; a description someone wrote stays
+    store.delete_experiment_tag(exp.experiment_id, "mlflow.experimentKind")
+    store.set_experiment_tag(exp.experiment_id, "mlflow.note.content", "my notes")
+    tracking.sync_runs(params, [write_run_files(params, run, NOW + 2)])
+    again = store.get_experiment(exp.experiment_id).tags
+    assert again["mlflow.experimentKind"] == "custom_model_development" and again["mlflow.note.content"] == "my notes"
 
 
 # --------------------------------------------------------------------------- sync_runs: each run once
@@ -296,8 +414,9 @@ def test_sync_runs_logs_each_run_once_per_content_of_its_files(params, store, mo
         assert tags["fingerprint"] == tracking.fingerprint(it.files) and p.info.status == "FINISHED"
         assert tags["dvc_stage"] == tags["mlflow.project.entryPoint"] == f"evaluate@{it.run.name}"
         assert tags["logged_by"] == "report" and tags["tables"] == ",".join(tables_of(params)[it.run.name])
-        assert abs(p.info.start_time - it.logs[0].started_at * 1000) <= 1
+        assert abs(p.info.start_time - it.metrics.started_at * 1000) <= 1
         assert abs(p.info.end_time - it.metrics.finished_at * 1000) <= 1
+        assert tags["log_format"] == tracking.LOG_FORMAT
         assert [a.path for a in store.list_artifacts(p.info.run_id)] == [f"{it.run.name}.json"]
         children = store.search_runs([exp], f"tags.mlflow.parentRunId = '{p.info.run_id}'")
         assert sorted(c.info.run_name for c in children) == [f"{it.run.name}/{x.stage}" for x in it.logs]
@@ -338,6 +457,17 @@ def test_sync_runs_refreshes_the_table_tags_of_runs_logged_already(params, store
     assert tags["tables"] == served[0] and tags[f"table.{served[0]}"] == "yes"
     assert [k for k in tags if k.startswith("table.")] == [f"table.{served[0]}"]
     assert len(parents(store)[run.name]) == 1
+
+
+def test_a_parent_logged_by_an_earlier_logger_is_not_reused(params, store):
+    """Metrics changed names and units (fractions -> ``*_pct``): a run logged before that is logged again."""
+    run = pick(params, two_stage=False)
+    item = write_run_files(params, run, NOW)
+    [rid] = tracking.sync_runs(params, [item]).values()
+    store.delete_tag(rid, "log_format")  # as an earlier version left it
+    [again] = tracking.sync_runs(params, [item]).values()
+    assert again != rid and "accuracy_pct" in store.get_run(again).data.metrics
+    assert tracking.sync_runs(params, [item]) == {run.name: again}
 
 
 def test_an_unfinished_parent_is_never_reused(params, store):

@@ -1,5 +1,5 @@
-"""The report in MLflow (end of ``report``, after :func:`.sync.sync_runs`): a run named ``report`` with
-the tables and figures, which also refreshes the ``table.<name>`` tags of the runs (tables change
+"""The report in MLflow (end of ``report``, after :func:`.sync.sync_runs`): a run named ``report``
+(``[<experiment>] report`` inside ``dvc exp run``) with the tables and figures, which also refreshes the ``table.<name>`` tags of the runs (tables change
 without the runs re-running).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Optional
 
 from ..core.spec import Params
 from .store import _client, _experiment_id, _log_batch, _ms, _params, flatten
-from .tags import _clean, _dvc_env_tags, _retag_tables, _source_tags
+from .tags import _clean, _dvc_env_tags, _retag_tables, _run_name, _source_tags
 
 
 def _artifact_dir(p: Path) -> Optional[str]:
@@ -49,10 +49,11 @@ def log_report(params: Params, artifacts: list[Path], run_tables: dict[str, list
               for n, rid in sorted(linked.items())]
     if missing:
         lines += ["", f"Not in this store: {', '.join(sorted(missing))}."]
+    name = _run_name("report")
     tags = _clean({"profile": params.profile, "seed": str(params.seed), **env,
                    **_source_tags(env["dvc_stage"] or "report"), "tables": ",".join(params.tables),
-                   "mlflow.runName": "report", "mlflow.note.content": "\n".join(lines)[:5000]})
-    rid = client.create_run(exp_id, start_time=_ms(started), tags=tags, run_name="report").info.run_id
+                   "mlflow.runName": name, "mlflow.note.content": "\n".join(lines)[:5000]})
+    rid = client.create_run(exp_id, start_time=_ms(started), tags=tags, run_name=name).info.run_id
     try:
         from mlflow.entities import Metric
 

@@ -1,4 +1,5 @@
-"""The MLflow store: where it is, the ``mindsmirror`` experiment, and batched writes to a run.
+"""The MLflow store: where it is, the ``mindsmirror`` experiment (its kind, description and saved view:
+:mod:`.experiment`), and batched writes to a run.
 
 The default store is a SQLite file at the project root (``mlflow.db``; artifacts in ``mlruns/`` beside
 it), absolute so that DVC's temporary experiment copies log to the same place; ``MLFLOW_TRACKING_URI``
@@ -15,7 +16,6 @@ from typing import Any, Optional
 from ..core.paths import project_root
 
 EXPERIMENT = "mindsmirror"
-KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # the UI opens the runs, not GenAI traces
 SECRET_KEYS = {"api_key", "apikey", "token", "secret", "password", "authorization"}
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100  # MLflow's log_batch limits
 
@@ -55,15 +55,19 @@ def _sqlite_file(uri: str) -> Optional[Path]:
 
 
 def _experiment_id(client) -> str:
+    """The experiment's id, created if need be, its kind, description and saved view brought up to date."""
+    from .experiment import KIND, KIND_TAG, describe
+
     exp = client.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        if KIND_TAG not in exp.tags:
-            client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
-        return exp.experiment_id
-    db = _sqlite_file(tracking_uri())
-    # artifacts beside the database (the project root by default), never relative to a DVC temp copy
-    art = (db.parent / "mlruns").as_uri() if db is not None else None
-    return client.create_experiment(EXPERIMENT, artifact_location=art, tags={KIND_TAG: KIND})
+    if exp is None:
+        db = _sqlite_file(tracking_uri())
+        # artifacts beside the database (the project root by default), never relative to a DVC temp copy
+        art = (db.parent / "mlruns").as_uri() if db is not None else None
+        exp_id, tags = client.create_experiment(EXPERIMENT, artifact_location=art, tags={KIND_TAG: KIND}), {KIND_TAG: KIND}
+    else:
+        exp_id, tags = exp.experiment_id, dict(exp.tags)
+    describe(client, exp_id, tags)
+    return exp_id
 
 
 def _ms(seconds: float) -> int:

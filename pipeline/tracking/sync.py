@@ -7,7 +7,13 @@ A run is its metrics files: ``metrics/evaluate/<run>.json`` and its training log
 a run whose files were logged already only gets its ``tables``/``table.<name>`` tags refreshed, any
 other is logged (``log.log_run``: parent and training-stage children) and fingerprinted. The files
 carry their own start and end times, so re-running a stage gives new bytes, hence a new parent run;
-restoring it unchanged gives the same bytes, hence no new run.
+restoring it unchanged gives the same bytes, hence no new run. Only parents logged by this version of
+the logger count (their ``log_format`` tag is :data:`LOG_FORMAT`): one logged by an earlier version,
+whose metrics had other names or units, is left as it is and the run logged again.
+
+Inside ``dvc exp run`` a run whose files the experiment did not change (stages not re-run, or restored
+from the run-cache) is found by its fingerprint, so it keeps the name it was first logged with: the
+baseline's, or the experiment's that first produced those files.
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from .store import _client, _experiment_id
 from .tags import _retag_tables
 
 FINGERPRINT = "fingerprint"
+LOG_FORMAT_TAG, LOG_FORMAT = "log_format", "2"  # 2: metrics in percent, parent = the evaluation's span
 PAGE = 1000
 
 
@@ -55,8 +62,9 @@ def _fingerprinted(client, exp_id: str) -> dict[str, object]:
     found: dict[str, object] = {}
     token = None
     while True:
-        page = client.search_runs([exp_id], filter_string=f"tags.{FINGERPRINT} IS NOT NULL "
-                                                          "and attributes.status = 'FINISHED'",
+        page = client.search_runs([exp_id], filter_string=f"tags.{FINGERPRINT} IS NOT NULL and "
+                                                          f"tags.{LOG_FORMAT_TAG} = '{LOG_FORMAT}' and "
+                                                          "attributes.status = 'FINISHED'",
                                   max_results=PAGE, order_by=["attributes.start_time ASC"], page_token=token)
         for r in page:
             found.setdefault(r.data.tags[FINGERPRINT], r)
@@ -77,12 +85,13 @@ def sync_runs(params: Params, items: Iterable[RunFiles]) -> dict[str, str]:
         fp = fingerprint(it.files)
         tables = list(it.tables)
         found = logged.get(fp)
-        if found is not None and found.data.tags.get("mlflow.runName") == it.run.name:
+        if found is not None and found.data.tags.get("run") == it.run.name:
             _retag_tables(client, found.info.run_id, tables, found.data.tags)
             ids[it.run.name] = found.info.run_id
             continue
         lock = _read_lock() if lock is None else lock
         rid = _log_run(client, exp_id, params, it.run, it.metrics, list(it.logs), [it.files[0]], tables, lock=lock)
+        client.set_tag(rid, LOG_FORMAT_TAG, LOG_FORMAT)
         client.set_tag(rid, FINGERPRINT, fp)  # last: a parent that is not complete is never reused
         ids[it.run.name] = rid
     return ids
