@@ -82,6 +82,14 @@ def cmd_evaluate(args, evaluate: ModuleType):
     print(f"evaluate {args.run}: accuracy {m.accuracy:.4f} ({m.correct}/{m.total})")
 
 
+def cmd_infer(args, infer: ModuleType):
+    params, plan = _planned(args, infer)
+    m = infer.run(params, args.samples, plan)
+    judged = "".join(f", verify@{m.k}/{j} {j_m.verify_accuracy:.4f} (AUROC {j_m.auroc if j_m.auroc is not None else 'n/a'})"
+                     for j, j_m in m.judges.items())
+    print(f"infer {args.samples}: vote@{m.k} {m.vote_accuracy:.4f}, oracle@{m.k} {m.oracle_accuracy:.4f}{judged}")
+
+
 def cmd_report(args, report: ModuleType):
     out = report.run(*_planned(args, report))
     print(f"report: wrote {', '.join(str(p) for p in out)}")
@@ -140,6 +148,8 @@ COMMANDS: dict[str, Command] = {
     "stage2": Command("pipeline.stages.train", cmd_stage2, "stage 2 (or the only stage) of a run: train on CoTs / labels",
                       target="run"),
     "evaluate": Command("pipeline.stages.evaluate", cmd_evaluate, "decode the test split, score", target="run"),
+    "infer": Command("pipeline.stages.infer", cmd_infer, "k sampled CoTs per test question, vote@k and verify@k "
+                     "(the run's own judges), judge quality", target="samples"),
     "report": Command("pipeline.stages.report", cmd_report,
                       "every table and figure from the metrics files; each run to MLflow, once"),
     "plan": Command("pipeline.stages.spec", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),

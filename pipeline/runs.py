@@ -19,6 +19,7 @@ from typing import Optional
 
 from .core.errors import PipelineError
 from .core.spec import NO_TEACHER, Params
+from .core.spec_infer import Mode, parse_mode
 from .core.spec_tables import TableSpec, table_cells
 
 RUNS_FILE = Path("runs.yaml")
@@ -30,6 +31,11 @@ def teaching_name(dataset: str, teacher: str) -> str:
     return f"{dataset}-{teacher}"
 
 
+def noise_part(label_noise: float) -> str:
+    """``-n0.2`` in the names of runs and assemblies with label noise (nothing without: names stay as they were)."""
+    return f"-n{label_noise:g}" if label_noise else ""
+
+
 @dataclass(frozen=True)
 class Assembly:
     """The training rows of runs that differ only in student, method epochs or seed."""
@@ -39,10 +45,11 @@ class Assembly:
     labels: str
     cots: int
     self_evals: int
+    label_noise: float = 0.0  # share of training answers replaced by a wrong one
 
     @property
     def name(self) -> str:
-        return f"{self.dataset}-{self.teacher}-{self.labels}-k{self.cots}-m{self.self_evals}"
+        return f"{self.dataset}-{self.teacher}-{self.labels}-k{self.cots}-m{self.self_evals}{noise_part(self.label_noise)}"
 
     @property
     def teacher_dir(self) -> str:
@@ -62,15 +69,16 @@ class Run:
     cots: int
     self_evals: int
     seed: int
+    label_noise: float = 0.0
 
     @property
     def name(self) -> str:
         return (f"{self.dataset}-{self.teacher}-{self.method}-{self.student}-{self.labels}"
-                f"-k{self.cots}-m{self.self_evals}-s{self.seed}")
+                f"-k{self.cots}-m{self.self_evals}{noise_part(self.label_noise)}-s{self.seed}")
 
     @property
     def assembly(self) -> Assembly:
-        return Assembly(self.dataset, self.teacher, self.labels, self.cots, self.self_evals)
+        return Assembly(self.dataset, self.teacher, self.labels, self.cots, self.self_evals, self.label_noise)
 
     @property
     def two_stage(self) -> bool:
@@ -86,6 +94,24 @@ class Cell:
     dataset: str
     teacher: str = ""  # the cell's teacher (the dataset's default when it names none)
     omitted: bool = False
+    inference: str = "greedy"  # how the runs' final models are evaluated (spec_infer.py)
+
+    @property
+    def mode(self) -> Mode:
+        return parse_mode(self.inference)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The k sampled rationales and answers per evaluation question of one run, and their judgements by the
+    run's own judges (the infer stage): every vote@k and verify@k cell of that run and k reads them."""
+
+    run: Run
+    k: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.run.name}-sample{self.k}"
 
 
 def cell_runs(params: Params, t: TableSpec, dims: dict) -> tuple[Run, ...]:
@@ -98,7 +124,8 @@ def cell_runs(params: Params, t: TableSpec, dims: dict) -> tuple[Run, ...]:
     uses_teacher = labels == "teacher" or cots > 0
     teacher = str(dims.get("teacher", params.datasets[dataset].teacher)) if uses_teacher else NO_TEACHER
     return tuple(Run(dataset=dataset, teacher=teacher, method=method, student=str(dims["student"]), labels=labels,
-                     cots=cots, self_evals=int(dims.get("self_evals", m.self_evals)), seed=s) for s in seeds)
+                     cots=cots, self_evals=int(dims.get("self_evals", m.self_evals)), seed=s,
+                     label_noise=float(dims.get("label_noise", 0.0))) for s in seeds)
 
 
 def cells(params: Params, table: str, omitted: bool = False) -> list[Cell]:
@@ -108,10 +135,13 @@ def cells(params: Params, table: str, omitted: bool = False) -> list[Cell]:
         ds = params.datasets.get(str(dims.get("dataset", "")))
         return str(dims.get("teacher", ds.teacher if ds else ""))
 
-    out = {(str(r), str(c)): Cell(table, r, c, cell_runs(params, t, dims), str(dims["dataset"]), teacher(dims))
+    mode = lambda dims: str(dims.get("inference", "greedy"))  # noqa: E731
+    out = {(str(r), str(c)): Cell(table, r, c, cell_runs(params, t, dims), str(dims["dataset"]), teacher(dims),
+                                  inference=mode(dims))
            for r, c, dims in table_cells(t)}
     if omitted:
-        out.update({(str(r), str(c)): Cell(table, r, c, (), str(dims.get("dataset", "")), teacher(dims), omitted=True)
+        out.update({(str(r), str(c)): Cell(table, r, c, (), str(dims.get("dataset", "")), teacher(dims), omitted=True,
+                                           inference=mode(dims))
                     for r, c, dims in table_cells(t, omitted=True)})
     order = [(str(r), str(c)) for r in t.values[t.rows] for c in (t.values[t.cols] if t.cols else [None])]
     return [out[k] for k in order if k in out]
@@ -128,8 +158,9 @@ def tables_of(params: Params) -> dict[str, list[str]]:
 
 
 def plan(params: Params) -> dict:
-    """The content of runs.yaml: teachings, assemblies, runs, and the two-stage runs (stage 1 iterates those)."""
-    return _content(params, derive(params))
+    """The content of runs.yaml: teachings, assemblies, runs, the two-stage runs (stage 1 iterates those), and
+    the sample sets of the sampled inference modes (the infer stage iterates those)."""
+    return _content(params, Plan(params))
 
 
 def teachings(params: Params) -> dict[str, dict]:
@@ -143,7 +174,8 @@ def comparisons(params: Params) -> dict[str, dict]:
     return {ds: {"teachers": ",".join(spec.teachers)} for ds, spec in params.datasets.items()}
 
 
-def _content(params: Params, runs: dict[str, Run]) -> dict:
+def _content(params: Params, plan: "Plan") -> dict:
+    runs = plan.runs
     assemblies: dict[str, dict] = {}
     for r in runs.values():
         assemblies.setdefault(r.assembly.name, {**asdict(r.assembly), "teacher_dir": r.assembly.teacher_dir})
@@ -155,11 +187,15 @@ def _content(params: Params, runs: dict[str, Run]) -> dict:
             "comparisons": comparisons(params),
             "assemblies": assemblies,
             "runs": {n: entry(r) for n, r in runs.items()},
-            "two_stage_runs": {n: entry(r) for n, r in runs.items() if r.two_stage}}
+            "two_stage_runs": {n: entry(r) for n, r in runs.items() if r.two_stage},
+            # the stage-1 judge of two-stage runs; one-stage runs have none (their final model is named again)
+            "inferences": {n: {"run": i.run.name, "dataset": i.run.dataset, "k": i.k,
+                               "judge": f"models/{i.run.name}/{'stage1' if i.run.two_stage else 'stage2'}"}
+                           for n, i in plan.inferences.items()}}
 
 
-def render(params: Params, runs: Optional[dict[str, Run]] = None) -> str:
-    """runs.yaml's text (``runs``: the params' runs, when the caller has derived them already)."""
+def render(params: Params, plan: Optional["Plan"] = None) -> str:
+    """runs.yaml's text (``plan``: the params' plan, when the caller has built it already)."""
     import io
 
     from ruamel.yaml import YAML
@@ -167,7 +203,7 @@ def render(params: Params, runs: Optional[dict[str, Run]] = None) -> str:
     yaml = YAML()
     yaml.default_flow_style = False
     buf = io.StringIO()
-    yaml.dump(_content(params, derive(params) if runs is None else runs), buf)
+    yaml.dump(_content(params, plan or Plan(params)), buf)
     return HEADER + buf.getvalue()
 
 
@@ -179,11 +215,11 @@ def write_plan(params: Params, path: Path = RUNS_FILE) -> Path:
     return path
 
 
-def check_plan(params: Params, path: Path = RUNS_FILE, runs: Optional[dict[str, Run]] = None) -> None:
+def check_plan(params: Params, path: Path = RUNS_FILE, plan: Optional["Plan"] = None) -> None:
     """A runs file that does not match params.yaml's tables means dvc.yaml iterates stale runs."""
     if not path.exists():
         raise PipelineError(f"{path}: missing; run `python -m pipeline plan` (it lists the runs of params.yaml's tables)")
-    if path.read_text(encoding="utf-8") != render(params, runs):
+    if path.read_text(encoding="utf-8") != render(params, plan):
         raise PipelineError(f"{path}: out of date with the tables in params.yaml; run `python -m pipeline plan`, "
                             "then `dvc repro` (dvc.yaml iterates the runs it lists)")
 
@@ -197,9 +233,13 @@ class Plan:
         self.cells: dict[str, list[Cell]] = {t: cells(params, t, omitted=True) for t in params.tables}
         self.runs: dict[str, Run] = {}
         self.tables_of: dict[str, list[str]] = {}
+        self.inferences: dict[str, Inference] = {}
         for table, cs in self.cells.items():
             for cell in cs:
                 for run in cell.runs:
+                    if cell.mode.sampled:
+                        i = Inference(run, cell.mode.k)
+                        self.inferences.setdefault(i.name, i)
                     self.runs.setdefault(run.name, run)
                     if table not in self.tables_of.setdefault(run.name, []):
                         self.tables_of[run.name].append(table)
@@ -208,13 +248,19 @@ class Plan:
     def checked(cls, params: Params, path: Path = RUNS_FILE) -> "Plan":
         """The plan, after checking that runs.yaml (what dvc.yaml iterates) is in sync with it."""
         p = cls(params)
-        check_plan(params, path, p.runs)
+        check_plan(params, path, p)
         return p
 
     def run(self, name: str) -> Run:
         if name not in self.runs:
             raise PipelineError(f"run {name!r} is in no table of params.yaml (runs: {len(self.runs)}; see runs.yaml)")
         return self.runs[name]
+
+    def inference(self, name: str) -> Inference:
+        if name not in self.inferences:
+            raise PipelineError(f"sample set {name!r} is in no vote@k or verify@k cell of params.yaml's tables (see "
+                                "runs.yaml: inferences)")
+        return self.inferences[name]
 
     def assembly(self, name: str) -> Assembly:
         for r in self.runs.values():

@@ -140,6 +140,7 @@ from pipeline.core.records import (  # noqa: E402
     SpecCheck, TeacherComparison, TeacherOnCommon, TeachMetrics, TeachSplitMetrics, TrainingLog, TrainRow, TrainStep,
     VerdictCounts, artifact_models,
 )
+from pipeline.core.records_infer import InferMetrics, JudgeMetrics, Sample, SampleSet  # noqa: E402
 
 _POINT = SelectionPoint(step=4, epoch=0.5, valid_accuracy=0.25, test_accuracy=None)
 _LOG = TrainingLog(
@@ -164,6 +165,10 @@ RECORDS = {
     TrainRow: [TrainRow(id="a1", cot_index=0, input="q", label="3", rationale="1 + 2 = 3."),
                TrainRow(id="a1", cot_index=0, eval_index=2, input="q", label="correct", rationale="ok.")],
     Prediction: [Prediction(id="a1", input="q", gold="3", prediction="3", correct=True, rationale=None)],
+    SampleSet: [SampleSet(id="a1", gold="3", samples=[
+        Sample(rationale="1 + 2 = 3.", answer="3", correct=True, p_correct={"final": 0.75, "stage1": 0.5}),
+        Sample(rationale="1 + 2 = 4.", answer="4", correct=False, error="arithmetic", p_correct={"final": 0.5})],
+        vote="3", verify={"final": "3", "stage1": None})],
 }
 MODELS = [
     SpecCheck(params="params.yaml", runs="runs.yaml", valid=True),
@@ -180,6 +185,13 @@ MODELS = [
                     excluded_unparseable=1, excluded_unparseable_evaluations=0, questions_without_cots=1),
     EvalMetrics(run="svamp-gpt35-cot5-base-teacher-k5-m0-s42", dataset="svamp", teacher="gpt35", method="cot5", student="base", labels="teacher", cots=5, self_evals=0, seed=42, started_at=1.7e9, finished_at=1.7e9 + 1, split="test", accuracy=0.5, correct=1, total=2),
     _LOG,
+    InferMetrics(run="svamp-gpt35-cot5_se-base-teacher-k5-m5-s42", dataset="svamp", teacher="gpt35", method="cot5_se",
+                 student="base", labels="teacher", cots=5, self_evals=5, seed=42, k=2, split="test", questions=1,
+                 temperature=1.0, top_p=1.0, vote_accuracy=1.0, vote_pick_rate=1.0, oracle_accuracy=1.0,
+                 sample_accuracy=0.5, wrong_samples={"arithmetic": 1}, started_at=1.7e9, finished_at=1.7e9 + 1,
+                 judges={"final": JudgeMetrics(verify_accuracy=1.0, wrong_precision=None, wrong_recall=0.0,
+                                               wrong_recall_by_error={"arithmetic": 0.0}, auroc=1.0, pick_rate=1.0,
+                                               mean_p_correct=0.625)}),
 ]
 
 

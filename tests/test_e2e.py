@@ -26,6 +26,8 @@ MAIN = ("standard_kd", "cot5", "cot5_se")
 RUNS = {"svamp-gpt35-standard_kd-base-teacher-k0-m0-s42", "svamp-gpt35-cot5-base-teacher-k5-m0-s42",
         "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42", "svamp-gpt35-cot5-base-teacher-k1-m0-s42"}
 K3 = "svamp-gpt35-cot5-base-teacher-k3-m0-s42"
+MODES2 = ("greedy", "vote@2", "verify@2", "verify@2/stage1")
+SAMPLED = ("svamp-gpt35-cot5-base-teacher-k5-m0-s42", "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42")
 
 
 def documented_exp_show() -> list[str]:
@@ -56,12 +58,16 @@ def tiny_params(path: Path) -> None:
     p["train"]["select_max_new_tokens"] = 8
     p["evaluate"]["limit"] = 24
     p["evaluate"]["rationale_max_new_tokens"] = 8
+    p["infer"] = {"max_new_tokens": 8, "rationale_max_new_tokens": 8, "batch_size": 24}
     p["tables"] = {  # plain data (no comments to carry over): three small tables
         "main": {"title": "main", "paper": "main results", "rows": "method", "cols": "dataset",
                  "values": {"method": list(MAIN), "dataset": ["svamp"]}, "fixed": {"student": "base"}},
         "cots": {"title": "#CoTs", "paper": "number of CoTs", "rows": "method", "cols": "cots",
                  "values": {"method": ["cot5"], "cots": [1, 5]}, "fixed": {"dataset": "svamp", "student": "base"},
                  "show": "line"},
+        "inference": {"title": "inference", "rows": "method", "cols": "inference",
+                      "values": {"method": ["cot5", "cot5_se"], "inference": list(MODES2)},
+                      "fixed": {"dataset": "svamp", "student": "base"}},
         "teachers": {"title": "teachers", "rows": "teacher", "cols": "dataset",
                      "values": {"teacher": ["gpt35", "gpt4o", "palm"], "dataset": ["svamp", "cqa"]},
                      "omit": [{"dataset": "svamp", "teacher": "palm"}, {"dataset": "cqa", "teacher": ["gpt35", "gpt4o"]}],
@@ -94,6 +100,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     se = "svamp-gpt35-cot5_se-base-teacher-k5-m5-s42"
     assert stages.index(f"stage1@{se}") < stages.index(f"stage2@{se}") < stages.index(f"evaluate@{se}")
     assert stages[0] == "spec" and stages[-1] == "report"
+    assert {s for s in stages if s.startswith("infer@")} == {f"infer@{r}-sample2" for r in SAMPLED}
 
     # the teacher: the MCC-KD CoTs (10 per question) and the tree dump's 2 x 5 x 5 self-evaluations
     tr = json.loads((proj / "metrics/teach/svamp/gpt35.json").read_text())["splits"]["train"]
@@ -110,7 +117,18 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     main = {(r["row"], r["col"]): r for r in _csv(proj / "reports/tables/main.csv")}
     assert set(main) == {(m, "svamp") for m in MAIN} and all(r["status"] == "ok" for r in main.values())
     head = json.loads((proj / "metrics/headline.json").read_text())
-    assert set(head) == {"main", "cots", "teachers"}
+    assert set(head) == {"main", "cots", "inference", "teachers"}
+    # the sampled modes: 24 questions x 2 samples; the two-stage run's two judges, the one-stage run's none ('-')
+    inf = {r: json.loads((proj / f"metrics/evaluate/{r}-sample2.json").read_text()) for r in SAMPLED}
+    assert [x["questions"] for x in inf.values()] == [24, 24]
+    assert set(inf[SAMPLED[0]]["judges"]) == set() and set(inf[SAMPLED[1]]["judges"]) == {"final", "stage1"}
+    cells = {(r["row"], r["col"]): r for r in _csv(proj / "reports/tables/inference.csv")}
+    assert cells["cot5", "verify@2"]["status"] == "omitted" and cells["cot5_se", "verify@2/stage1"]["status"] == "ok"
+    assert head["inference"]["cot5_se/vote@2"] == round(100 * inf[SAMPLED[1]]["vote_accuracy"], 2)
+    assert head["inference"]["cot5_se/greedy"] == head["main"]["cot5_se/svamp"]
+    sets = [json.loads(x) for x in (proj / f"results/samples/{SAMPLED[1]}-sample2/samples.jsonl").read_text().splitlines()]
+    assert len(sets) == 24 and all(len(q["samples"]) == 2 and set(q["samples"][0]["p_correct"]) == {"final", "stage1"}
+                                   for q in sets)
     # the teachers on the same questions: the 487 SVAMP train questions GPT-4o's files cover
     compared = json.loads((proj / "metrics/teachers/svamp.json").read_text())
     assert (compared["split"], compared["questions"]) == ("train", 487) and compared["teachers"]["gpt4o"]["selected_by_gold"]
@@ -147,6 +165,7 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert spans[f"{se}/stage2"] == pytest.approx(log2["finished_at"] - log2["started_at"], abs=2e-3)
     assert (parent.info.end_time - parent.info.start_time) / 1000 == pytest.approx(ev["finished_at"] - ev["started_at"], abs=2e-3)
     pm = parent.data.metrics
+    assert pm["verify_k2_stage1_accuracy_pct"] == pytest.approx(100 * inf[se]["judges"]["stage1"]["verify_accuracy"])
     assert pm["train_seconds"] == pytest.approx(sum(spans.values()), abs=5e-3) and pm["eval_seconds"] > 0
     assert pm["accuracy_pct"] == pytest.approx(100 * ev["accuracy"], abs=5e-6)  # the tables' units
     assert round(pm["accuracy_pct"], 2) == head["main"]["cot5_se/svamp"]
@@ -179,6 +198,23 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     assert ids2 == {**ids, K3: ids2[K3]}  # the report logged the new run only; the others are found by fingerprint
     parents = client.search_runs([exp.experiment_id], "tags.fingerprint IS NOT NULL", max_results=1000)
     assert sorted(r.data.tags["mlflow.runName"] for r in parents) == sorted(RUNS | {K3})
+
+    # another k for the sampled modes: evaluation only (the spec stamp, the new sample sets, the report)
+    p = yaml.load((proj / "params.yaml").read_text())
+    p["tables"]["inference"]["values"]["inference"] = [m.replace("@2", "@3") for m in MODES2]
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(p, f)
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
+    ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
+    assert sorted(ran) == sorted(["spec", *(f"infer@{r}-sample3" for r in SAMPLED), "report"]), ran
+    assert json.loads((proj / f"metrics/evaluate/{SAMPLED[1]}-sample3.json").read_text())["k"] == 3
+    p["tables"]["inference"]["values"]["inference"] = list(MODES2)
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(p, f)
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
+    # back to k = 2: the sample sets and the report restored from the run-cache, nothing sampled again
+    ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
+    assert set(ran) <= {"spec", "report"}, ran
 
     # the baseline of the experiments below (the quickstart's last line)
     sh(["git", "add", "-A"], proj)

@@ -149,6 +149,16 @@ class TeacherSnapshot(Record):
     requests: int = Field(ge=0, description="journal requests behind the records answered so")
 
 
+class KindUsage(Record):
+    """The journal requests behind the records' outputs of one kind (``cot`` or ``self_eval``)."""
+
+    samples: int = Field(ge=0, description="outputs of this kind in the records")
+    requests: int = Field(ge=0)
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+    cost_usd: float = Field(ge=0)
+
+
 class TeacherUsage(Record):
     """Requests, tokens and cost of the live teacher (``openai`` backend)."""
 
@@ -172,6 +182,8 @@ class TeacherUsage(Record):
     total_prompt_tokens: int = Field(ge=0)
     total_completion_tokens: int = Field(ge=0)
     total_cost_usd: float = Field(ge=0)
+    by_kind: dict[str, KindUsage] = Field(default_factory=dict, description="the totals per kind of output (cot, "
+                                          "self_eval): what each table cell's rows cost is prorated from them")
     budget: Optional[TeacherBudget] = Field(None, description="spend against budget_usd")
     quarantined: dict[str, int] = Field(description="outputs without a parseable answer/verdict, kept in quarantine.jsonl: cot, self_eval")
     skipped_self_evals: int = Field(0, ge=0, description="unparseable CoTs that were not self-evaluated")
@@ -188,7 +200,10 @@ class TeachMetrics(Record):
     splits: dict[str, TeachSplitMetrics]
     verdicts: Optional[VerdictCounts] = Field(None, description="all splits' self-evaluations against gold (None: none)")
     stopped: Optional[str] = Field(None, description="why the teacher stopped before every output was in (the stage failed)")
-    usage: Optional[TeacherUsage] = Field(None, description="live teacher only: requests, tokens, cost")
+    usage: Optional[TeacherUsage] = Field(None, description="live or simulated teacher: requests, tokens, cost (simulated: "
+                                          "words of a notional prompt and completion as tokens)")
+    error_kinds: Optional[dict[str, int]] = Field(None, description="simulated teacher only: its CoTs by the error they "
+                                                  "were given (none, operand, operator, arithmetic), every split")
 
 
 class RunDims(Record):
@@ -203,6 +218,7 @@ class RunDims(Record):
     cots: int = Field(ge=0)
     self_evals: int = Field(ge=0)
     seed: int
+    label_noise: float = Field(0.0, ge=0, lt=1, description="share of training answers replaced by a wrong one")
 
 
 class AssembleMetrics(Record):
@@ -220,6 +236,9 @@ class AssembleMetrics(Record):
     excluded_unparseable: int
     excluded_unparseable_evaluations: int
     questions_without_cots: int
+    label_noise: float = Field(0.0, ge=0, lt=1, description="the share of training questions whose answers were replaced")
+    noised_questions: int = Field(0, ge=0, description="training questions whose answer was replaced by a wrong one")
+    noised_rows: int = Field(0, ge=0, description="stage-2 rows with a replaced answer")
 
 
 class EvalMetrics(RunDims):
@@ -329,7 +348,12 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "assemble_metrics": AssembleMetrics,
         "eval_metrics": EvalMetrics,
         "training_log": TrainingLog,
+        "sample_set": SampleSet,
+        "infer_metrics": InferMetrics,
     }
+
+
+from .records_infer import InferMetrics, SampleSet  # noqa: E402  (they build on Record and RunDims above)
 
 
 def all_schemas() -> dict[str, dict]:

@@ -15,13 +15,15 @@ from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_
 from .errors import PipelineError
 from .spec_base import SPLITS, Split, Strict
 from .spec_errors import did_you_mean, format_validation_error
+from .spec_infer import InferSpec
 from .spec_tables import StudentSpec, TableSpec, table_cells
-from .spec_teachers import NO_TEACHER, OpenAITeacher, ReplayFiles, ReplayTeacher, Teacher, TeacherEntry, resolve_teacher
+from .spec_teachers import (NO_TEACHER, OpenAITeacher, ReplayFiles, ReplayTeacher, SimulatedTeacher, Teacher, TeacherEntry,
+                            resolve_teacher)
 
 # the spec's names, wherever they are defined (the teachers in spec_teachers.py, the tables in spec_tables.py)
-__all__ = ["SPLITS", "NO_TEACHER", "AssembleSpec", "DatasetSpec", "EvaluateSpec", "HubSource", "LocalSource",
-           "MethodSpec", "OpenAITeacher", "Params", "ReplayFiles", "ReplayTeacher", "Source", "Split", "Strict",
-           "StudentSpec", "TableSpec", "Teacher", "TeacherEntry", "TrainSpec", "ValidSplit", "format_validation_error",
+__all__ = ["SPLITS", "NO_TEACHER", "AssembleSpec", "DatasetSpec", "EvaluateSpec", "HubSource", "InferSpec", "LocalSource",
+           "MethodSpec", "OpenAITeacher", "Params", "ReplayFiles", "ReplayTeacher", "SimulatedTeacher", "Source", "Split", "Strict",
+           "StudentSpec", "SyntheticSource", "TableSpec", "Teacher", "TeacherEntry", "TrainSpec", "ValidSplit", "format_validation_error",
            "load_params", "params_json_schema"]
 
 
@@ -55,7 +57,39 @@ class LocalSource(Strict):
     manifest: Optional[str] = Field(None, description=_MANIFEST)
 
 
-Source = Annotated[Union[HubSource, LocalSource], Field(discriminator="kind")]
+class SyntheticSource(Strict):
+    """Seeded synthetic SVAMP-format word problems (``pipeline/sources/synthetic.py``): a chain of 2-4
+    arithmetic steps told as a short story, its label the SVAMP equation, e.g. ``( ( 3 + 4 ) - 2 )``.
+    Rows are SVAMP Hub rows (Body, Question, Equation), so the ``svamp`` task must be the dataset's
+    task; the validation split is carved from train by ``valid:``. The same settings give the same rows."""
+
+    kind: Literal["synthetic"]
+    train: int = Field(ge=1, le=100_000, description="train questions generated")
+    test: int = Field(ge=1, le=100_000, description="test questions generated (none of them is a train question)")
+    min_steps: int = Field(2, ge=1, le=6, description="fewest arithmetic steps (operations) of a question")
+    max_steps: int = Field(4, ge=1, le=6, description="most arithmetic steps of a question")
+    max_number: int = Field(9, ge=2, le=99, description="largest number a question states (factors of `*`: 2 or 3)")
+    operators: list[Literal["+", "-", "*"]] = Field(
+        default_factory=lambda: ["+", "-", "*"], min_length=1,
+        description="the operations the steps draw from (every value stays a whole number >= 0)")
+    seed: int = Field(0, description="the generator's seed")
+
+    @property
+    def manifest(self) -> None:  # a generated source is never re-split by a split manifest
+        return None
+
+    @model_validator(mode="after")
+    def _steps(self) -> "SyntheticSource":
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"min_steps: {self.min_steps} is more than max_steps {self.max_steps}")
+        if len(set(self.operators)) != len(self.operators):
+            raise ValueError("operators: list each operator once")
+        if not {"+", "-"} & set(self.operators):
+            raise ValueError("operators: add + or - (`*` is used at most once per question)")
+        return self
+
+
+Source = Annotated[Union[HubSource, LocalSource, SyntheticSource], Field(discriminator="kind")]
 
 
 class ValidSplit(Strict):
@@ -82,6 +116,12 @@ class DatasetSpec(Strict):
     def _default_teacher(self) -> "DatasetSpec":
         if self.teacher not in self.teachers:
             raise ValueError(f"teacher: {self.teacher!r} is not one of this dataset's teachers ({', '.join(self.teachers)})")
+        return self
+
+    @model_validator(mode="after")
+    def _synthetic_is_svamp(self) -> "DatasetSpec":
+        if isinstance(self.source, SyntheticSource) and self.task != "svamp":
+            raise ValueError(f"task: {self.task!r}, but a synthetic source writes SVAMP rows: use task svamp")
         return self
 
     @field_validator("task")
@@ -133,6 +173,8 @@ class AssembleSpec(Strict):
     se_input: Literal["cot", "question_cot"] = Field(
         "cot", description="self-evaluation input: the CoT alone (official code) or question + CoT"
     )
+    noise_seed: int = Field(0, description="seed of the label_noise draw: which training answers are replaced, "
+                            "and by which wrong answer")
 
 
 class TrainSpec(Strict):
@@ -183,6 +225,8 @@ class Params(Strict):
     assemble: AssembleSpec = AssembleSpec()
     train: TrainSpec
     evaluate: EvaluateSpec = EvaluateSpec()
+    infer: InferSpec = Field(InferSpec(), description="how the sampled inference modes (vote@k, verify@k) draw "
+                             "their k samples (the infer stage)")
 
     _resolved: dict = PrivateAttr(default_factory=dict)
 
@@ -201,7 +245,7 @@ class Params(Strict):
             self._check_table(name, t)
         return self
 
-    def teacher(self, dataset: str, name: Optional[str] = None) -> Union[ReplayTeacher, OpenAITeacher]:
+    def teacher(self, dataset: str, name: Optional[str] = None) -> Union[ReplayTeacher, OpenAITeacher, SimulatedTeacher]:
         """A dataset's teacher, settings merged (``name`` None: the dataset's default)."""
         name = name or self.datasets[dataset].teacher
         try:

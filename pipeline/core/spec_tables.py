@@ -11,13 +11,22 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .spec_errors import did_you_mean
+from .spec_infer import parse_mode
 
-# run dimensions a table's rows / columns / fixed values may name (the seed comes from ``seeds``)
-Dim = Literal["method", "dataset", "teacher", "student", "labels", "cots", "self_evals"]
-DIMS: tuple[str, ...] = ("method", "dataset", "teacher", "student", "labels", "cots", "self_evals")
+# the dimensions a table's rows / columns / fixed values may name (the seed comes from ``seeds``): what a run
+# trains, and `inference`, how its final model is evaluated (greedy, vote@k, verify@k: never retrains)
+Dim = Literal["method", "dataset", "teacher", "student", "labels", "cots", "self_evals", "label_noise", "inference"]
+DIMS: tuple[str, ...] = Dim.__args__
 
 # what a cell shows
-RunMetric = Literal["accuracy", "paper_protocol_accuracy", "verdict_agreement"]
+JudgeMetric = Literal["judge_wrong_precision", "judge_wrong_recall", "judge_auroc", "verify_pick_rate",
+                      "judge_wrong_recall_arithmetic", "judge_wrong_recall_reasoning"]
+SampleMetric = Literal["oracle_accuracy", "sample_accuracy"]
+CostMetric = Literal["teacher_usd", "teacher_requests", "teacher_tokens", "train_minutes"]
+RunMetric = Literal["accuracy", "paper_protocol_accuracy", "verdict_agreement", JudgeMetric, SampleMetric, CostMetric]
+JUDGE_METRICS: tuple[str, ...] = JudgeMetric.__args__
+SAMPLE_METRICS: tuple[str, ...] = JudgeMetric.__args__ + SampleMetric.__args__  # need a sampled inference mode
+COST_METRICS: tuple[str, ...] = CostMetric.__args__
 TeacherMetric = Literal["teacher_accuracy", "teacher_parse_rate", "teacher_cot_accuracy",
                         "se_agreement", "se_wrong_precision", "se_wrong_recall", "se_evaluations",
                         "se_correct_on_correct", "se_wrong_on_correct", "se_uncertain_on_correct",
@@ -25,7 +34,8 @@ TeacherMetric = Literal["teacher_accuracy", "teacher_parse_rate", "teacher_cot_a
 Metric = Union[RunMetric, TeacherMetric]
 TEACHER_METRICS: tuple[str, ...] = TeacherMetric.__args__
 COUNT_METRICS: tuple[str, ...] = tuple(m for m in TEACHER_METRICS if m == "se_evaluations" or "_on_" in m
-                                       or m == "se_unparsed")  # shown as counts, not percent
+                                       or m == "se_unparsed") + ("teacher_requests", "teacher_tokens")  # counts
+PLAIN_METRICS: tuple[str, ...] = ("teacher_usd", "train_minutes")  # numbers with decimals, not percent
 METRIC_HELP = (
     "accuracy: test accuracy of the checkpoint selected on the validation split (our protocol); "
     "paper_protocol_accuracy: the best test accuracy over all selection points (the official code's "
@@ -34,10 +44,16 @@ METRIC_HELP = (
     "teacher_cot_accuracy: the teacher's first CoT per question / its CoTs, on the questions every teacher of "
     "the dataset answered (metrics/teachers); se_*: the teacher's self-evaluations judged against the gold "
     "correctness of the CoT each judges (agreement, precision and recall of 'wrong', counts of each verdict on "
-    "correct and on wrong CoTs). Teacher metrics: rows and cols among dataset and teacher"
+    "correct and on wrong CoTs). Teacher metrics: rows and cols among dataset and teacher. With a sampled "
+    "`inference` mode (vote@k, verify@k): oracle_accuracy (oracle@k: at least one of the k samples is right), "
+    "sample_accuracy (share of right samples); with verify@k, the judge's: judge_wrong_precision / "
+    "judge_wrong_recall (its 'wrong' verdicts against the samples' gold correctness; _arithmetic / _reasoning: "
+    "recall on wrong samples with an arithmetic slip in a step, or without), judge_auroc (from P(correct)), "
+    "verify_pick_rate (verify@k right where at least one sample is). Cost: teacher_usd / teacher_requests / "
+    "teacher_tokens (the teacher's bill for the CoTs and evaluations the run's rows use), train_minutes"
 )
 
-Value = Union[int, str]
+Value = Union[int, float, str]
 
 
 class _Strict(BaseModel):
@@ -87,7 +103,9 @@ class TableSpec(_Strict):
         "self-evaluations, or {dataset: cqa, teacher: [gpt35, gpt4o]} for teachers a dataset does not have")
     seeds: Optional[list[int]] = Field(None, description="one run per seed per cell (mean +- std, n); default: [seed]")
     metric: Union[Metric, list[Metric]] = Field("accuracy", description=METRIC_HELP)
-    show: Literal["table", "line"] = Field("table", description="line: a line figure, x = cols, one line per row")
+    show: Literal["table", "line", "cost"] = Field(
+        "table", description="line: a line figure, x = cols, one line per row; cost: the first of two metrics (an "
+        "accuracy) against the second (a cost, e.g. teacher_usd), one line per row through the cols' cells")
 
     @field_validator("seeds")
     @classmethod
@@ -123,6 +141,25 @@ class TableSpec(_Strict):
         if teacher and (len(teacher) != len(metrics) or not set(axes) <= {"dataset", "teacher"}):
             raise ValueError("metric: teacher metrics need rows (and cols) among dataset and teacher, and only "
                              "teacher metrics")
+        dims = {d: list(self.values.get(d, [])) + ([self.fixed[d]] if d in self.fixed else [])
+                for d in ("inference", "label_noise")}
+        for v in dims["inference"]:
+            try:
+                parse_mode(v)
+            except ValueError as e:
+                raise ValueError(f"{'values' if 'inference' in self.values else 'fixed'}.inference: {e}") from None
+        for v in dims["label_noise"]:
+            if isinstance(v, str) or not 0 <= v < 1:
+                raise ValueError(f"{'values' if 'label_noise' in self.values else 'fixed'}.label_noise: {v!r} is not a "
+                                 "share in [0, 1) (of training answers replaced by a wrong one)")
+        sampled = [m for m in metrics if m in SAMPLE_METRICS]
+        if sampled and not any(parse_mode(v).sampled for v in dims["inference"]):
+            raise ValueError(f"metric: {sampled[0]} needs a sampled inference mode (vote@k or verify@k) as rows, cols "
+                             "or fixed.inference")
+        if self.show == "cost" and (not self.cols or len(metrics) != 2 or metrics[1] not in COST_METRICS
+                                    or metrics[0] in COUNT_METRICS + PLAIN_METRICS):
+            raise ValueError("show: a cost figure needs cols and two metrics: an accuracy, then a cost ("
+                             + ", ".join(COST_METRICS) + ")")
         if self.show == "line" and (not self.cols or len(metrics) > 1):
             raise ValueError("show: a line figure needs cols (its x axis) and one metric")
         return self

@@ -1,8 +1,10 @@
-"""The spec's teachers: a replay of recorded outputs or a live OpenAI-compatible endpoint.
+"""The spec's teachers: a replay of recorded outputs, a live OpenAI-compatible endpoint, or a simulated
+teacher of known error rates (the sandbox).
 
 ``teachers.<name>`` holds the settings every dataset that lists the teacher shares, and
 ``datasets.<d>.teachers.<name>`` that dataset's differences: both are ``TeacherEntry`` (every setting
-optional), and ``resolve_teacher`` merges them into a whole ``ReplayTeacher`` or ``OpenAITeacher``.
+optional), and ``resolve_teacher`` merges them into a whole ``ReplayTeacher``, ``OpenAITeacher`` or
+``SimulatedTeacher``.
 """
 from __future__ import annotations
 
@@ -116,20 +118,46 @@ class OpenAITeacher(Strict):
         return v
 
 
-Teacher = Annotated[Union[ReplayTeacher, OpenAITeacher], Field(discriminator="backend")]
-_TEACHER_MODELS = {"replay": ReplayTeacher, "openai": OpenAITeacher}
+class SimulatedTeacher(Strict):
+    """A teacher of known error rates for SVAMP-format questions (``pipeline/teacher/simulated.py``): its
+    CoTs follow the gold equation step by step (``a op b = c``), a set share of them wrong in exactly one
+    step, and its self-evaluations are right with a set probability. Seeded: the same settings give the
+    same files. Its texts go through the same parsing as recorded ones."""
+
+    backend: Literal["simulated"]
+    description: str = Field("", description="what this simulated teacher stands for")
+    cots: int = Field(5, ge=1, description="k CoTs per question")
+    self_evals: int = Field(5, ge=0, description="m self-evaluations per CoT (self_eval_splits)")
+    error_rate: float = Field(0.3, ge=0, le=1, description="the share of CoTs wrong in exactly one step (later steps "
+                              "carry the error forward, so the answer is wrong)")
+    spottable_share: float = Field(0.7, ge=0, le=1, description="of the wrong CoTs, the share whose error is a wrong "
+                                   "operand or operator (computed right on it: visible only against the question); "
+                                   "the others are arithmetic slips (right operands and operator, wrong result)")
+    verdict_accuracy: float = Field(0.9, ge=0, le=1, description="the probability that a self-evaluation's verdict "
+                                    "is right; its explanation points at the wrong step when it finds one")
+    seed: int = Field(0, description="the seed of every draw (with the question's id)")
+    splits: list[Split] = Field(default_factory=lambda: ["train", "valid", "test"])
+    self_eval_splits: list[Split] = Field(default_factory=lambda: ["train", "valid"])
+    price_per_1m_input: float = Field(0.5, ge=0, description="simulated price: the usage counts the words of a "
+                                      "notional prompt (prompts/<task>/) and completion as tokens")
+    price_per_1m_output: float = Field(1.5, ge=0)
+
+
+Teacher = Annotated[Union[ReplayTeacher, OpenAITeacher, SimulatedTeacher], Field(discriminator="backend")]
+_TEACHER_MODELS = {"replay": ReplayTeacher, "openai": OpenAITeacher, "simulated": SimulatedTeacher}
 
 
 def _partial_teacher() -> type[BaseModel]:
-    """Every setting of either backend, each optional, with its own constraints: a ``teachers.<name>``
+    """Every setting of every backend, each optional, with its own constraints: a ``teachers.<name>``
     entry (the settings the datasets share) or a ``datasets.<d>.teachers.<name>`` entry (that
     dataset's differences). The two, merged, must make a whole ``Teacher`` of one backend."""
     import copy
 
     from pydantic import create_model
 
-    fields: dict = {"backend": (Optional[Literal["replay", "openai"]],
-                                Field(None, description="replay: recorded outputs; openai: a live OpenAI-compatible endpoint"))}
+    fields: dict = {"backend": (Optional[Literal["replay", "openai", "simulated"]],
+                                Field(None, description="replay: recorded outputs; openai: a live OpenAI-compatible "
+                                      "endpoint; simulated: a teacher of known error rates (the sandbox)"))}
     for model in _TEACHER_MODELS.values():
         for name, f in model.model_fields.items():
             if name in fields:
@@ -145,7 +173,8 @@ TeacherEntry = _partial_teacher()
 NO_TEACHER = "none"  # the teacher of a run that uses no teacher output (gold labels, no CoTs)
 
 
-def resolve_teacher(teachers: dict, ds: str, name: str, entry: BaseModel) -> Union[ReplayTeacher, OpenAITeacher]:
+def resolve_teacher(teachers: dict, ds: str, name: str, entry: BaseModel) -> Union[ReplayTeacher, OpenAITeacher,
+                                                                                   SimulatedTeacher]:
     """Dataset ``ds``'s teacher ``name``: ``teachers.<name>`` with the dataset's differences (``entry``) over
     it, validated as a whole teacher of its backend; a ValueError names the key where the bad value is."""
     here = f"datasets.{ds}.teachers.{name}"

@@ -1,42 +1,46 @@
-"""Where a dataset's rows come from: a Hub dataset (``datasets.load_dataset``) or local files, re-split
-by a split manifest when the source has one. The rows become canonical examples through the task's
+"""Where a dataset's rows come from: a Hub dataset (``datasets.load_dataset``), local files or the
+seeded synthetic generator (``synthetic.py``: SVAMP Hub rows), re-split by a split manifest when the
+source has one. The rows become canonical examples through the task's
 row hooks (``from_hub_row``, ``from_local_row``, ``id_parts``); tasks know nothing of sources.
 """
 from __future__ import annotations
 
 from ..core.errors import PipelineError
 from ..core.paths import resolve_data_path
-from ..core.spec import HubSource, LocalSource
+from ..core.spec import HubSource, LocalSource, SyntheticSource
 from ..tasks import Task
 from ..tasks.base import text_id
 from .hub import load_hub
 from .local import read_source_file
 from .manifest import Loaded, apply_manifest
+from .synthetic import generate
 
 __all__ = ["Loaded", "assign_ids", "load", "load_source", "load_splits"]
 
 
-def load(task: Task, source: HubSource | LocalSource) -> dict[str, list[dict]]:
+def load(task: Task, source: HubSource | LocalSource | SyntheticSource) -> dict[str, list[dict]]:
     """canonical split -> list of example dicts (``example.schema.json`` minus split/index)."""
     return load_source(task, source).splits
 
 
-def load_source(task: Task, source: HubSource | LocalSource) -> Loaded:
+def load_source(task: Task, source: HubSource | LocalSource | SyntheticSource) -> Loaded:
     """The source's examples by canonical split, re-split by its manifest when it has one."""
     raw = load_splits(task, source)
     return apply_manifest(raw, source.manifest) if source.manifest else Loaded(raw)
 
 
-def load_splits(task: Task, source: HubSource | LocalSource) -> dict[str, list[dict]]:
+def load_splits(task: Task, source: HubSource | LocalSource | SyntheticSource) -> dict[str, list[dict]]:
     """canonical split -> examples, as the source lists its splits (no manifest), each with a
     unique id (``assign_ids``)."""
     out: dict[str, list[dict]] = {}
     where: dict[str, list[str]] = {}  # split -> each row's place in the source, for error messages
-    if isinstance(source, HubSource):
-        for split, rows in load_hub(source).items():
+    if isinstance(source, (HubSource, SyntheticSource)):  # the generator writes SVAMP Hub rows
+        hub = isinstance(source, HubSource)
+        for split, rows in (load_hub(source) if hub else generate(source)).items():
             out[split], where[split] = [], []
             for i, r in enumerate(rows):
-                where[split].append(f"{source.id} split {source.splits[split]!r} row {i}")
+                where[split].append(f"{source.id} split {source.splits[split]!r} row {i}" if hub
+                                    else f"synthetic source, {split} row {i}")
                 try:
                     out[split].append(task.from_hub_row(r))
                 except (KeyError, TypeError, ValueError) as e:

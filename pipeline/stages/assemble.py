@@ -13,10 +13,19 @@ teacher's records (``TeacherRecord``) and the prepared examples (``Example``).
 - ``stage1_valid.jsonl``: self-evaluation rows of validation questions, where the teacher evaluated
   them: held out to measure the stage-1 student's agreement with the teacher's verdicts.
 
+``label_noise`` (the paper's third open question, degraded pseudo-labels): that share of the training
+questions, drawn with ``assemble.noise_seed``, get a wrong answer of the same kind (the task's
+``wrong_label``: a nearby wrong number, another choice, another label) on every stage-2 row; the
+rationales stay as the teacher wrote them. The draw is a seeded order of the questions and a seeded wrong
+answer per question, so a larger share replaces a superset with the same wrong answers. Counted in the
+metrics.
+
 Policy: a teacher output without a parseable answer (or an evaluation without a verdict) is
 excluded and counted, never trained on with a blank target and never shifted onto another row.
 """
 from __future__ import annotations
+
+import random
 
 from ..core.artifacts import read_records, write_model, write_records
 from ..core.records import AssembleMetrics, Example, TeacherRecord, TrainRow
@@ -46,6 +55,18 @@ def se_rows(params: Params, rec: TeacherRecord, inp: str, m: Assembly) -> tuple[
                                  input=se_input(params.assemble.se_input, inp, c.text),
                                  label=e.verdict, rationale=e.explanation))
     return rows, dropped
+
+
+def add_label_noise(task, rows: list[TrainRow], examples: dict[str, Example], share: float, seed: int,
+                    ) -> tuple[list[TrainRow], int]:
+    """``rows`` with the answers of ``share`` of their questions replaced by a wrong one; and how many questions."""
+    if not share:
+        return rows, 0
+    ids = sorted({r.id for r in rows})
+    random.Random(f"label-noise:{seed}").shuffle(ids)
+    chosen = ids[: round(share * len(ids))]
+    wrong = {i: task.wrong_label(examples[i], random.Random(f"label-noise:{seed}:{i}")) for i in chosen}
+    return [r.model_copy(update={"label": wrong[r.id]}) if r.id in wrong else r for r in rows], len(chosen)
 
 
 def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
@@ -87,6 +108,8 @@ def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
             rows, dropped = se_rows(params, rec, inp, m)
             stage1 += rows
             excluded_evals += dropped
+    stage2_clean = stage2
+    stage2, noised = add_label_noise(task, stage2, ex_by_id, m.label_noise, params.assemble.noise_seed)
     valid = [TrainRow(id=ex.id, cot_index=None, input=model_input(ex), label=ex.label, rationale=None)
              for ex in examples["valid"]]
     # held-out self-evaluations (validation questions the teacher also evaluated): stage-1 agreement
@@ -101,6 +124,8 @@ def build(params: Params, m: Assembly, teacher_train: list[TeacherRecord],
         questions=len(teacher_train),
         stage2_rows=len(stage2), stage1_rows=len(stage1), valid_rows=len(valid), stage1_valid_rows=len(stage1_valid),
         excluded_unparseable=excluded, excluded_unparseable_evaluations=excluded_evals, questions_without_cots=no_cots,
+        label_noise=m.label_noise, noised_questions=noised,
+        noised_rows=sum(a.label != b.label for a, b in zip(stage2, stage2_clean)) if noised else 0,
     )
     return {"stage1": stage1, "stage1_valid": stage1_valid, "stage2": stage2, "valid": valid}, counts
 

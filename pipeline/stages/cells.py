@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 from ..core.artifacts import read_model
-from ..core.records import EvalMetrics, TeacherComparison, TeachMetrics, TrainingLog
+from ..core.records import AssembleMetrics, EvalMetrics, TeacherComparison, TeachMetrics, TrainingLog
+from ..core.records_infer import InferMetrics
+from ..core.spec_infer import Mode
 from ..core.spec_tables import COUNT_METRICS
+from ..core.spec_teachers import NO_TEACHER
 from ..core.stageio import METRICS
-from ..runs import Run
+from ..runs import Inference, Run
 
 MEANING = {
     "accuracy": "test accuracy of the checkpoint selected on the validation split (our protocol)",
@@ -41,6 +44,22 @@ MEANING = {
     "se_wrong_on_wrong": "'wrong' verdicts on wrong CoTs (count)",
     "se_uncertain_on_wrong": "'uncertain' verdicts on wrong CoTs (count)",
     "se_unparsed": "evaluations without a verdict (count)",
+    "oracle_accuracy": "oracle@k: questions where at least one of the k sampled answers is right (the bound of "
+                       "any reranker)",
+    "sample_accuracy": "the share of right answers among the k samples",
+    "judge_wrong_precision": "of the judge's 'wrong' verdicts (P(correct) < 1/2) on the run's own samples, the "
+                             "share on wrong samples",
+    "judge_wrong_recall": "of the run's wrong samples, the share its judge calls wrong",
+    "judge_wrong_recall_arithmetic": "the same, on wrong samples with a false `a op b = c` step",
+    "judge_wrong_recall_reasoning": "the same, on wrong samples whose steps' arithmetic is right (a wrong operand, "
+                                    "operator or step)",
+    "judge_auroc": "AUROC of the judge's P(correct) against the samples' gold correctness",
+    "verify_pick_rate": "verify@k right, of the questions where at least one sample is right",
+    "teacher_usd": "the teacher's bill (USD) for the CoTs and self-evaluations of the run's training questions, "
+                   "prorated from the teach metrics' cost per output of each kind (n/a: a replayed teacher)",
+    "teacher_requests": "the teacher's requests behind those outputs (prorated)",
+    "teacher_tokens": "their prompt + completion tokens (prorated)",
+    "train_minutes": "the student's training time, both stages (minutes)",
 }
 
 
@@ -67,14 +86,14 @@ class Stat:
         if self.mean is None:
             return "n/a"
         if self.count:
-            return f"{self.mean:.0f}"
+            return f"{self.mean:.0f}" if self.n <= 1 else f"{self.mean:.0f} ± {self.std or 0:.0f} (n={self.n})"
         if self.seeds <= 1:
             return f"{self.mean:.2f}{self.mark}"
         return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "") + f" (n={self.n})"
 
 
-def _stat(values: list, seeds: int, note: str = "", count: bool = False, mark: str = "") -> Stat:
-    vals = [(1 if count else 100) * v for v in values if v is not None]
+def _stat(values: list, seeds: int, note: str = "", count: bool = False, mark: str = "", scale: float = 100) -> Stat:
+    vals = [(1 if count else scale) * v for v in values if v is not None]
     if not vals:
         return Stat(seeds=seeds, note=note, count=count)
     return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), seeds, note=note,
@@ -98,6 +117,13 @@ class Metrics:
         self.train: dict[Path, Optional[TrainingLog]] = {}
         self.teach: dict[tuple[str, str], Optional[TeachMetrics]] = {}
         self.compared: dict[str, Optional[TeacherComparison]] = {}
+        self.inferred: dict[str, Optional[InferMetrics]] = {}
+        self.assembled: dict[str, Optional[AssembleMetrics]] = {}
+
+    def inference(self, name: str) -> Optional[InferMetrics]:
+        if name not in self.inferred:
+            self.inferred[name] = _read(METRICS / "evaluate" / f"{name}.json", InferMetrics)
+        return self.inferred[name]
 
     def run(self, name: str) -> Optional[EvalMetrics]:
         if name not in self.evals:
@@ -111,19 +137,72 @@ class Metrics:
                 self.train[p] = _read(p, TrainingLog)
         return [self.train[p] for p in log_paths(run)]
 
-    def value(self, metric: str, run: Run) -> Optional[float]:
-        """A run metric of a table cell, read where it lives: the accuracy in the evaluation metrics, the
-        paper protocol's best-on-test in stage 2's training log, the verdict agreement in stage 1's."""
+    def value(self, metric: str, run: Run, mode: Mode = Mode("greedy")) -> Optional[float]:
+        """A run metric of a table cell, read where it lives: the greedy accuracy in the evaluation metrics,
+        a sampled mode's and its judge's in the infer metrics, the paper protocol's best-on-test in stage 2's
+        training log, the verdict agreement in stage 1's, the cost in the teach, assemble and training files."""
+        if mode.sampled and (metric == "accuracy" or metric.startswith(("judge_", "verify_", "oracle_", "sample_"))):
+            return self._sampled(metric, run, mode)
         if metric == "accuracy":
             ev = self.run(run.name)
             return ev.accuracy if ev else None
+        if metric in ("teacher_usd", "teacher_requests", "teacher_tokens"):
+            return self._cost(metric, run)
         logs = self.logs(run)
+        if metric == "train_minutes":
+            return round(sum(log.seconds for log in logs) / 60, 4) if all(logs) else None
         if metric == "paper_protocol_accuracy":
             best = logs[-1].paper_protocol_best if logs[-1] else None
             return best.test_accuracy if best else None
         if metric == "verdict_agreement":
             return logs[0].verdict_agreement if run.two_stage and logs[0] else None
         raise ValueError(f"not a run metric: {metric}")
+
+    def _sampled(self, metric: str, run: Run, mode: Mode) -> Optional[float]:
+        inf = self.inference(Inference(run, mode.k).name)
+        if inf is None:
+            return None
+        if metric == "oracle_accuracy":
+            return inf.oracle_accuracy
+        if metric == "sample_accuracy":
+            return inf.sample_accuracy
+        if mode.kind == "vote":
+            return inf.vote_accuracy if metric == "accuracy" else None
+        judge = inf.judges.get(mode.judge)
+        if judge is None:
+            return None
+        if metric.startswith("judge_wrong_recall_"):
+            return judge.wrong_recall_by_error.get(metric.removeprefix("judge_wrong_recall_"))
+        return {"accuracy": judge.verify_accuracy, "judge_wrong_precision": judge.wrong_precision,
+                "judge_wrong_recall": judge.wrong_recall, "judge_auroc": judge.auroc,
+                "verify_pick_rate": judge.pick_rate}[metric]
+
+    def _cost(self, metric: str, run: Run) -> Optional[float]:
+        """The teacher's bill for the outputs a run's rows are built from: its train questions' first k CoTs
+        (one, for teacher labels without CoTs) and their first m self-evaluations, prorated from the teach
+        metrics' totals per kind of output. None: the teacher's cost is not known (a replayed teacher)."""
+        if run.teacher == NO_TEACHER:
+            return 0.0
+        a = run.assembly.name
+        if a not in self.assembled:
+            self.assembled[a] = _read(METRICS / "assemble" / f"{a}.json", AssembleMetrics)
+        key = (run.dataset, run.teacher)
+        if key not in self.teach:
+            self.teach[key] = _read(METRICS / "teach" / run.dataset / f"{run.teacher}.json", TeachMetrics)
+        usage = self.teach[key].usage if self.teach[key] else None
+        if self.assembled[a] is None or usage is None or not usage.by_kind:
+            return None
+        questions = self.assembled[a].questions
+        used = {"cot": questions * (run.cots or 1), "self_eval": questions * run.cots * run.self_evals}
+        total = 0.0
+        for kind, n in used.items():
+            u = usage.by_kind.get(kind)
+            if u is None or not u.samples or not n:
+                continue
+            share = min(1.0, n / u.samples)
+            total += share * {"teacher_usd": u.cost_usd, "teacher_requests": u.requests,
+                              "teacher_tokens": u.prompt_tokens + u.completion_tokens}[metric]
+        return round(total, 6)
 
     def teacher(self, metric: str, ds: str, teacher: str) -> Stat:
         """A teacher metric of one (dataset, teacher): accuracies on the questions every teacher of the dataset

@@ -174,6 +174,51 @@ def render(kind: str, title: str, x_name: str, xs: list[str], series: Series, yl
     return fig
 
 
+# a cost figure: per series, the points (x = cost, y = accuracy, the column value it is) in column order
+XY = dict[str, list[tuple[Optional[float], Optional[float], str]]]
+
+
+def render_cost(title: str, series: XY, xlabel: str, ylabel: str, x_name: str):
+    """Accuracy against cost: one line per series through its cells in column order, each point labelled
+    with its column value (``k=3``); cells without both values are left out and listed under the axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(STYLE):
+        ncol = max(1, min(len(series), 4))
+        fig = Figure(figsize=(6.0, 3.8 + 0.2 * math.ceil(len(series) / ncol)), dpi=DPI, layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        missing = []
+        for name, pts in series.items():
+            have = [(x, y, c) for x, y, c in pts if x is not None and y is not None]
+            missing += [f"{name} {x_name}={c}" for x, y, c in pts if x is None or y is None]
+            line, = ax.plot([x for x, _, _ in have], [y for _, y, _ in have], marker="o", markersize=4,
+                            linewidth=1.2, label=name)
+            for x, y, c in have:
+                ax.annotate(f"{x_name}={c}: {y:.1f}", (x, y), xytext=(4, 3), textcoords="offset points",
+                            fontsize=VALUE_SIZE, color=line.get_color())
+        hi = max([x for pts in series.values() for x, y, _ in pts if x is not None and y is not None], default=0.0)
+        ax.set_xlim(0, max(1e-9, 1.25 * hi))
+        ax.set_ylim(0, 108.0)
+        ax.set_yticks(list(range(0, 101, 20)))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(linewidth=0.4, color="0.88")
+        ax.set_axisbelow(True)
+        if missing:
+            ax.text(0.01, 0.98, f"{MISSING}: " + ", ".join(missing[:6]) + (" ..." if len(missing) > 6 else ""),
+                    transform=ax.transAxes, va="top", fontsize=VALUE_SIZE, color="0.45", fontstyle="italic")
+        if series:
+            fig.legend(loc="outside lower center", ncol=ncol, frameon=False)
+        _fit_title(fig, title)
+        fig.canvas.draw()
+    return fig
+
+
 def save(fig, png: Path) -> tuple[Path, Path]:
     """Write ``fig`` as ``png`` (:data:`DPI` dpi) and as the SVG beside it, each atomically, with no
     date or software metadata (the same figure gives the same bytes); returns (png, svg)."""

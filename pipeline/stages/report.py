@@ -26,7 +26,7 @@ from typing import Optional
 
 from ..core.artifacts import atomic_path
 from ..core.spec import Params
-from ..core.spec_tables import COUNT_METRICS, TEACHER_METRICS
+from ..core.spec_tables import COUNT_METRICS, PLAIN_METRICS, TEACHER_METRICS
 from ..core.stageio import METRICS
 from ..runs import Plan
 from . import figures
@@ -79,8 +79,11 @@ def _grid(params: Params, plan: Plan, name: str, m: Metrics) -> Grid:
                 stat = Stat(omitted=True, seeds=0 if metric in TEACHER_METRICS else len(t.seeds or [params.seed]))
             elif metric in TEACHER_METRICS:
                 stat = m.teacher(metric, cell.dataset, cell.teacher)
+            elif cell.mode.kind == "verify" and not any(r.two_stage for r in cell.runs):
+                stat = Stat(omitted=True, seeds=len(cell.runs), note="one-stage run: no trained judge")
             else:
-                stat = _stat([m.value(metric, r) for r in cell.runs], len(cell.runs))
+                stat = _stat([m.value(metric, r, cell.mode) for r in cell.runs], len(cell.runs),
+                             count=metric in COUNT_METRICS, scale=1 if metric in PLAIN_METRICS else 100)
             stats[str(cell.row), col] = stat
     return Grid(name, [str(r) for r in t.values[t.rows]], [c for c, _, _ in columns], t.cols or "metric", stats)
 
@@ -195,10 +198,13 @@ def _figure(params: Params, g: Grid, out: list[Path]) -> Optional[Path]:
     data also as ``.csv``), added to ``out``; returns the PNG. The percent columns only (counts would
     dwarf them), on a 0-100 axis; a table of counts only: its counts, on a 0 to 1.1 x max axis."""
     t = params.tables[g.name]
+    if t.show == "cost":
+        return _cost_figure(t, g, out)
     columns = _columns(t)
-    percent = any(metric not in COUNT_METRICS for _, _, metric in columns)
-    cols = [label for label, _, metric in columns if (metric not in COUNT_METRICS) == percent]
-    metrics = [x for x in t.metrics if (x not in COUNT_METRICS) == percent]
+    numbers = COUNT_METRICS + PLAIN_METRICS
+    percent = any(metric not in numbers for _, _, metric in columns)
+    cols = [label for label, _, metric in columns if (metric not in numbers) == percent]
+    metrics = [x for x in t.metrics if (x not in numbers) == percent]
     series = {row: [(s.mean, s.std) if (s := g.stats.get((row, col))) else (None, None) for col in cols]
               for row in g.rows}
     ylabel = (metrics[0] if len(metrics) == 1 else "value") + (" (%)" if percent else " (count)")
@@ -207,6 +213,19 @@ def _figure(params: Params, g: Grid, out: list[Path]) -> Optional[Path]:
         out.append(FIGURES / f"{g.name}.csv")
     png, svg = figures.plot(FIGURES / f"{g.name}.png", t.show if t.show == "line" else "bar", t.title, g.col_dim,
                             cols, series, ylabel, percent=percent)
+    out += [png, svg]
+    return png
+
+
+def _cost_figure(t, g: Grid, out: list[Path]) -> Path:
+    """``show: cost``: the first metric (an accuracy, %) against the second (a cost), one line per row through
+    the columns' cells."""
+    y, x = t.metrics
+    series = {row: [(sx.mean if (sx := g.stats.get((row, f"{c} {x}"))) else None,
+                     sy.mean if (sy := g.stats.get((row, f"{c} {y}"))) else None, str(c)) for c in t.values[t.cols]]
+              for row in g.rows}
+    fig = figures.render_cost(t.title, series, f"{x} ({MEANING[x].split(' (')[0][:60]})", f"{y} (%)", t.cols)
+    png, svg = figures.save(fig, FIGURES / f"{g.name}.png")
     out += [png, svg]
     return png
 
@@ -248,8 +267,11 @@ def _evaluated(plan: Plan, m: Metrics) -> list:
             missing = [p.as_posix() for p, log in zip(log_paths(r), logs) if log is None]
             print(f"warning: {', '.join(missing)} missing: {name} not logged to MLflow", file=sys.stderr)
             continue
-        items.append(RunFiles(r, ev, tuple(logs), (METRICS / "evaluate" / f"{name}.json", *log_paths(r)),
-                              tuple(plan.tables_of[name])))
+        inferred = [(METRICS / "evaluate" / f"{i}.json", inf) for i, x in plan.inferences.items()
+                    if x.run.name == name and (inf := m.inference(i)) is not None]
+        items.append(RunFiles(r, ev, tuple(logs), (METRICS / "evaluate" / f"{name}.json", *log_paths(r),
+                                                   *(p for p, _ in inferred)),
+                              tuple(plan.tables_of[name]), tuple(inf for _, inf in inferred)))
     return items
 
 

@@ -19,7 +19,7 @@ from ..core.errors import PipelineError
 from ..core.paths import METRICS, PREPARED, QUARANTINE, TEACHER
 from ..core.records import (Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics,
                             VerdictCounts)
-from ..core.spec import SPLITS, OpenAITeacher, Params
+from ..core.spec import SPLITS, OpenAITeacher, Params, SimulatedTeacher
 from ..tasks import get_task
 from ..core.stageio import dataset_spec, read_prepared
 
@@ -48,7 +48,7 @@ def run(params: Params, dataset: str, teacher: str) -> TeachMetrics:
     out_dir, metrics_path = paths(dataset, teacher)
     base = dict(dataset=dataset, teacher=teacher, description=t.description, backend=t.backend)
 
-    quarantine, usage = None, None
+    quarantine, usage, error_kinds = None, None, None
     if isinstance(t, OpenAITeacher):
         from ..teacher.openai import TeacherStopped, generate
 
@@ -61,6 +61,13 @@ def run(params: Params, dataset: str, teacher: str) -> TeachMetrics:
         recs_by_origin, unmatched = out.records, {split: 0 for split in by_origin}
         quarantine = out.quarantine
         usage = parse_model(TeacherUsage, out.usage, f"teach {dataset}/{teacher}: usage of the {t.backend} teacher")
+        selected = False
+    elif isinstance(t, SimulatedTeacher):
+        from ..teacher.simulated import simulate
+
+        sim = simulate(task, t, by_origin)
+        recs_by_origin, unmatched, error_kinds = sim.records, {split: 0 for split in by_origin}, sim.error_kinds
+        usage = parse_model(TeacherUsage, sim.usage, f"teach {dataset}/{teacher}: usage of the {t.backend} teacher")
         selected = False
     else:
         from ..teacher.replay import replay
@@ -83,7 +90,7 @@ def run(params: Params, dataset: str, teacher: str) -> TeachMetrics:
     if quarantine is not None:
         write_jsonl(out_dir / QUARANTINE, quarantine, None)
     metrics = TeachMetrics(**base, selected_by_gold=selected, splits=splits, verdicts=verdict_counts(every),
-                           usage=usage)
+                           usage=usage, error_kinds=error_kinds)
     write_model(metrics_path, metrics)
     return metrics
 

@@ -1,4 +1,10 @@
-"""Greedy decoding of the student: batched, with the KV cache, in length-sorted batches."""
+"""Decoding of the student: batched greedy decoding with the KV cache, in length-sorted batches; seeded
+sampling (k answers or rationales per input); and its verdicts as a judge.
+
+Sampling draws from torch's global generator, re-seeded before each batch from (seed, batch), so the
+same seed and batch size give the same samples, in any process. A judge's P(correct) is the student's
+``predict:`` probability of the verdict word ``correct`` against the other verdict words (each a whole
+target sequence, teacher-forced): no generation, no parsing of free text."""
 from __future__ import annotations
 
 import torch
@@ -21,4 +27,52 @@ def decode(model, tok, texts: list[str], batch_size: int, max_new_tokens: int, m
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True)
         for i, t in zip(idx, tok.batch_decode(gen, skip_special_tokens=True)):
             out[i] = t.strip()
+    return out
+
+
+def _batches(n: int, batch_size: int, desc: str | None):
+    it = range(0, n, batch_size)
+    return tqdm(it, desc=desc, dynamic_ncols=True, mininterval=1.0) if desc else it
+
+
+@torch.no_grad()
+def sample(model, tok, texts: list[str], k: int, prefix: str, *, batch_size: int, max_new_tokens: int,
+           max_input: int, device: str, temperature: float, top_p: float, seed: int,
+           desc: str | None = None) -> list[list[str]]:
+    """k samples per text (ancestral sampling at ``temperature``, nucleus ``top_p``), in input order."""
+    model.eval()
+    out: list[list[str]] = []
+    for b, s in enumerate(_batches(len(texts), batch_size, desc)):
+        chunk = [prefix + t for t in texts[s : s + batch_size]]
+        enc = tok(chunk, max_length=max_input, truncation=True, padding=True, return_tensors="pt").to(device)
+        torch.manual_seed(seed * 1_000_003 + b)
+        gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=top_p, top_k=0,
+                             num_return_sequences=k, max_new_tokens=max_new_tokens, num_beams=1, use_cache=True)
+        texts_out = [t.strip() for t in tok.batch_decode(gen, skip_special_tokens=True)]
+        out += [texts_out[i * k : (i + 1) * k] for i in range(len(chunk))]
+    return out
+
+
+@torch.no_grad()
+def verdict_probabilities(model, tok, texts: list[str], verdicts: list[str], prefix: str, *, batch_size: int,
+                          max_input: int, device: str, desc: str | None = None) -> list[list[float]]:
+    """For each text, the softmax over ``verdicts`` of the student's log-likelihood of each verdict as the
+    whole ``predict:`` target (its tokens and the end of sequence)."""
+    model.eval()
+    targets = tok(verdicts, return_tensors="pt", padding=True).to(device)
+    cand, cand_mask = targets["input_ids"], targets["attention_mask"]
+    out: list[list[float]] = []
+    for s in _batches(len(texts), batch_size, desc):
+        chunk = [prefix + t for t in texts[s : s + batch_size]]
+        enc = tok(chunk, max_length=max_input, truncation=True, padding=True, return_tensors="pt").to(device)
+        encoded = model.get_encoder()(**enc)
+        scores = []
+        for v in range(len(verdicts)):
+            labels = cand[v : v + 1].expand(len(chunk), -1)
+            mask = cand_mask[v : v + 1].expand(len(chunk), -1)
+            logits = model(encoder_outputs=encoded, attention_mask=enc["attention_mask"],
+                           labels=labels.masked_fill(mask == 0, -100)).logits.float()
+            logp = torch.log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+            scores.append((logp * mask).sum(-1))
+        out += torch.softmax(torch.stack(scores, -1), -1).tolist()
     return out

@@ -52,5 +52,9 @@ class ANLI(Task):
             return None, f"not a label: {rest[:30]!r}"
         return word, None
 
+    def wrong_label(self, example: Example, rng) -> str:
+        """Another of the three labels."""
+        return rng.choice([x for x in LABELS if x != example.label.strip().lower()])
+
     def is_correct(self, prediction: Optional[str], gold: str) -> bool:
         return prediction is not None and prediction.strip().lower() == gold.strip().lower()

@@ -145,6 +145,24 @@ class Task(ABC):
     @abstractmethod
     def is_correct(self, prediction: Optional[str], gold: str) -> bool: ...
 
+    def wrong_label(self, example: Example, rng) -> str:
+        """A wrong answer of the same kind as ``example``'s gold one, drawn with ``rng`` (``random.Random``):
+        what ``label_noise`` puts in place of a training answer."""
+        raise NotImplementedError(f"{self.name}: no wrong answers to draw (label_noise)")
+
+    # ---------------------------------------------------------------- the student's sampled CoTs (infer stage)
+    def answer_key(self, answer: str) -> str:
+        """What votes are counted on: answers with the same key are the same answer."""
+        return normalize_text(answer)
+
+    def cot_text(self, rationale: str, answer: str) -> str:
+        """A rationale and an answer as one CoT, in the answer sentence of the teacher's CoTs."""
+        return f"{rationale.strip()} {self.answer_phrase} {answer.strip()}.".strip()
+
+    def error_kind(self, rationale: str) -> Optional[str]:
+        """The kind of error of a wrong CoT, for tasks whose rationales have checkable steps (None: no kinds)."""
+        return None
+
 
 @lru_cache(maxsize=None)
 def _sentence_re(pattern: str, mode: str) -> re.Pattern:

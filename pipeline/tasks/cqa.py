@@ -59,5 +59,9 @@ class CQA(Task):
             return None, "empty choice text"
         return answer, None
 
+    def wrong_label(self, example: Example, rng) -> str:
+        """Another of the question's choices."""
+        return rng.choice([c for c in example.choices or [] if c.strip() != example.label.strip()])
+
     def is_correct(self, prediction: Optional[str], gold: str) -> bool:
         return prediction is not None and prediction.strip() == gold.strip()

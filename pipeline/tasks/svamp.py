@@ -9,6 +9,8 @@ from ..core.records import Example
 from .base import Parsed, Task
 
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_STEP = re.compile(_NUM + r"\s*([-+*/x×÷])\s*" + _NUM + r"\s*=\s*" + _NUM)
 
 
 class SVAMP(Task):
@@ -51,6 +53,27 @@ class SVAMP(Task):
         if safe_eval(answer) is None:
             return None, f"not an arithmetic expression: {answer[:60]!r}"
         return answer, None
+
+    def wrong_label(self, example: Example, rng) -> str:
+        """A nearby wrong number: gold +- 1..max(3, 20% of gold), kept >= 0 for a non-negative gold."""
+        v = safe_eval(example.label) or 0.0
+        spread = max(3, int(abs(v) * 0.2))
+        while True:
+            w = v + rng.choice([-1, 1]) * rng.randint(1, spread)
+            if not (v >= 0 > w) and not same_value(w, v):
+                return f"{round(w, 6):g}"
+
+    def answer_key(self, answer: str) -> str:
+        v = safe_eval(answer)
+        return f"{round(v, 6):g}" if v is not None else super().answer_key(answer)
+
+    def error_kind(self, rationale: str) -> Optional[str]:
+        """``arithmetic``: a step ``a op b = c`` whose result is false; ``reasoning``: every step's
+        arithmetic is right (a wrong operand, operator or step), or no step to check."""
+        for a, op, b, c in _STEP.findall(rationale or ""):
+            if not same_value(safe_eval(f"{a} {'*' if op == 'x' else op} {b}"), safe_eval(c)):
+                return "arithmetic"
+        return "reasoning"
 
     def is_correct(self, prediction: Optional[str], gold: str) -> bool:
         if prediction is None:

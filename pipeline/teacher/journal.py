@@ -207,6 +207,20 @@ class Journal:
                 tot[k] += v
         return tot
 
+    def usage_by_kind(self, request_ids: Iterable[int]) -> dict[str, dict]:
+        """``usage`` per kind of request (cot, self_eval)."""
+        ids = sorted(set(request_ids))
+        out: dict[str, dict] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i:i + _CHUNK]
+            q = ("SELECT kind, COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), "
+                 f"COALESCE(SUM(cost_usd),0) FROM requests WHERE id IN ({','.join('?' * len(chunk))}) GROUP BY kind")
+            for kind, *row in self.db.execute(q, chunk):
+                tot = out.setdefault(kind, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+                for k, v in zip(tot, row):
+                    tot[k] += v
+        return out
+
     def spent(self, endpoint: str, model: str) -> dict:
         """Requests and cost of every request ever recorded for the endpoint and model (budget_usd caps it)."""
         r = self.db.execute("SELECT COUNT(*), COALESCE(SUM(cost_usd),0) FROM requests WHERE endpoint=? AND model=?",

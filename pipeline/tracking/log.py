@@ -89,7 +89,23 @@ def _stage_metrics(log: TrainingLog):
     return out
 
 
-def _final_metrics(metrics: EvalMetrics, logs: list[TrainingLog]):
+def _infer_metrics(inf) -> dict:
+    """A sampled mode's results (``InferMetrics``) as metric keys (MLflow keys allow no '@'): vote_k5_*,
+    oracle_k5_pct, and per judge verify_k5_<judge>_* and judge_k5_<judge>_*."""
+    k = f"k{inf.k}"
+    out = {f"vote_{k}_accuracy_pct": pct(inf.vote_accuracy), f"oracle_{k}_pct": pct(inf.oracle_accuracy),
+           f"sample_{k}_accuracy_pct": pct(inf.sample_accuracy)}
+    for judge, j in inf.judges.items():
+        out.update({f"verify_{k}_{judge}_accuracy_pct": pct(j.verify_accuracy),
+                    f"verify_{k}_{judge}_pick_rate_pct": pct(j.pick_rate),
+                    f"judge_{k}_{judge}_wrong_precision_pct": pct(j.wrong_precision),
+                    f"judge_{k}_{judge}_wrong_recall_pct": pct(j.wrong_recall),
+                    f"judge_{k}_{judge}_auroc": j.auroc,
+                    **{f"judge_{k}_{judge}_wrong_recall_{e}_pct": pct(v) for e, v in j.wrong_recall_by_error.items()}})
+    return out
+
+
+def _final_metrics(metrics: EvalMetrics, logs: list[TrainingLog], inferences: list = ()):
     """The run's results: the evaluation's, and from the training logs (stage 1 first) the selection,
     the paper protocol's best-on-test and stage 1's verdict agreement, in percent (``*_pct``); and the
     wall-clock seconds of each training stage, of training, of the evaluation and of both."""
@@ -109,6 +125,7 @@ def _final_metrics(metrics: EvalMetrics, logs: list[TrainingLog]):
         **{f"{log.stage}_seconds": round(_span(log), 3) for log in logs},
         "train_seconds": round(train, 3), "eval_seconds": round(_span(metrics), 3),
         "total_seconds": round(train + _span(metrics), 3),
+        **{key: v for inf in inferences for key, v in _infer_metrics(inf).items()},
     }
     t = _ms(metrics.finished_at)
     return [Metric(k, float(v), t, 0) for k, v in values.items() if v is not None]
@@ -140,7 +157,7 @@ def log_run(params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingL
 
 
 def _log_run(client, exp_id: str, params: Params, run: Run, metrics: EvalMetrics, logs: list[TrainingLog],
-             artifacts: list[Path], tables: list[str], lock: Optional[dict] = None) -> str:
+             artifacts: list[Path], tables: list[str], lock: Optional[dict] = None, inferences: list = ()) -> str:
     """``log_run`` with an open client and experiment (``lock``: dvc.lock, read once by the caller)."""
     from mlflow.entities import Param
 
@@ -156,7 +173,7 @@ def _log_run(client, exp_id: str, params: Params, run: Run, metrics: EvalMetrics
                    "mlflow.runName": name, "mlflow.note.content": _note(run, tables, train, test, env)})
     parent = client.create_run(exp_id, start_time=_ms(metrics.started_at), tags=tags, run_name=name).info.run_id
     try:
-        _log_batch(client, parent, metrics=_final_metrics(metrics, logs), params=_params(run_params(params, run)))
+        _log_batch(client, parent, metrics=_final_metrics(metrics, logs, inferences), params=_params(run_params(params, run)))
         client.log_inputs(parent, datasets=[train.input("training"), test.input("evaluation")])
         for log in logs:
             child_tags = _clean({**_dims_tags(params, run), **env, **_source_tags(f"{log.stage}@{run.name}"),

@@ -45,6 +45,7 @@ class RunFiles:
     logs: tuple[TrainingLog, ...]
     files: tuple[Path, ...]
     tables: tuple[str, ...] = ()  # the tables the run serves (the report's plan)
+    inferences: tuple = ()  # its InferMetrics (sampled modes and judges), their files after ``logs``' in ``files``
 
 
 def fingerprint(files: Iterable[Path]) -> str:
@@ -90,7 +91,8 @@ def sync_runs(params: Params, items: Iterable[RunFiles]) -> dict[str, str]:
             ids[it.run.name] = found.info.run_id
             continue
         lock = _read_lock() if lock is None else lock
-        rid = _log_run(client, exp_id, params, it.run, it.metrics, list(it.logs), [it.files[0]], tables, lock=lock)
+        rid = _log_run(client, exp_id, params, it.run, it.metrics, list(it.logs), [it.files[0]], tables, lock=lock,
+                       inferences=list(it.inferences))
         client.set_tag(rid, LOG_FORMAT_TAG, LOG_FORMAT)
         client.set_tag(rid, FINGERPRINT, fp)  # last: a parent that is not complete is never reused
         ids[it.run.name] = rid

@@ -82,6 +82,10 @@ def _usage(planner: Planner, sender: Sender, journal: Journal, groups: list[Grou
     final = journal.samples(g.key for g in groups)
     ids = {final[g.key][i].request_id for g, i in used if i in final.get(g.key, {})}
     total = journal.usage(ids)
+    kinds = journal.usage_by_kind(ids)
+    for kind, u in kinds.items():
+        u["samples"] = sum(g.kind == kind for g, _ in used)
+        u["cost_usd"] = round(u["cost_usd"], 6)
     uncertain = journal.uncertain(sender.endpoint, teacher.model)
     return {
         "model": teacher.model,
@@ -104,6 +108,7 @@ def _usage(planner: Planner, sender: Sender, journal: Journal, groups: list[Grou
         "total_prompt_tokens": total["prompt_tokens"],
         "total_completion_tokens": total["completion_tokens"],
         "total_cost_usd": round(total["cost_usd"], 6),
+        "by_kind": dict(sorted(kinds.items())),
         "budget": budget.metrics(),
         "quarantined": {"cot": sum(q["kind"] == "cot" for q in quarantine),
                         "self_eval": sum(q["kind"] == "self_eval" for q in quarantine)},

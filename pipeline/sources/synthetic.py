@@ -1,0 +1,121 @@
+"""The synthetic source: seeded SVAMP-format word problems (``kind: synthetic``) for the sandbox.
+
+Each question is a short story about one person and one kind of object: a start (``Mia has 7
+shells.``, or ``Mia has 3 boxes with 4 shells in each box.``, a multiplication), then one sentence
+per further step (buys / finds / is given N more: ``+``; gives away / loses / sells N: ``-``; ends
+up with N times as many: ``*``), then the question. The label is the SVAMP equation of the chain,
+``( ( 7 + 4 ) - 2 )``: every value on the way is a whole number >= 0, and a question needs
+``min_steps`` to ``max_steps`` operations. The rows are SVAMP Hub rows (``ID``, ``Body``,
+``Question``, ``Equation``, ``Answer``), read by the svamp task's own row hook.
+
+Each split draws from its own generator (seeded by the source's ``seed`` and the split's name), so
+the train questions do not depend on ``test``; a test question that is also a train question is
+drawn again. The same settings give the same rows, byte for byte.
+"""
+from __future__ import annotations
+
+import random
+
+from ..core.errors import PipelineError
+from ..core.spec import SyntheticSource
+
+NAMES = (("Tom", "He", "him"), ("Mia", "She", "her"), ("Sam", "He", "him"), ("Ana", "She", "her"),
+         ("Leo", "He", "him"), ("Zoe", "She", "her"), ("Max", "He", "him"), ("Ivy", "She", "her"),
+         ("Ben", "He", "him"), ("Eva", "She", "her"), ("Jack", "He", "him"), ("Lily", "She", "her"))
+OBJECTS = ("apples", "marbles", "stickers", "pencils", "cookies", "cards", "shells", "coins", "stamps", "books")
+CONTAINERS = ("boxes", "bags", "jars", "packs", "baskets")
+START = "{name} has {n} {obj}."
+START_MUL = "{name} has {a} {box} with {b} {obj} in each {one}."
+STEPS = {
+    "+": ("{He} buys {n} more {obj}.", "{He} finds {n} more {obj}.", "{friend} gives {him} {n} more {obj}."),
+    "-": ("{He} gives {n} {obj} to {friend}.", "{He} loses {n} {obj}.", "{He} sells {n} {obj}."),
+    "*": ("Then {he} ends up with {n} times as many {obj}.",),
+}
+QUESTIONS = ("How many {obj} does {name} have now?", "How many {obj} does {name} have in the end?")
+FACTORS = (2, 3)  # `*` keeps the numbers small
+MAX_TRIES = 1000  # draws per question before the settings are declared too narrow
+
+
+def generate(source: SyntheticSource) -> dict[str, list[dict]]:
+    """split -> SVAMP Hub rows (``train`` and ``test``), as the settings give them."""
+    out: dict[str, list[dict]] = {}
+    seen: set[str] = set()
+    for split, n in (("train", source.train), ("test", source.test)):
+        rng = random.Random(f"synthetic:{source.seed}:{split}")
+        rows = out[split] = []
+        for i in range(n):
+            for _ in range(MAX_TRIES):
+                row = _question(rng, source)
+                text = f"{row['Body']} {row['Question']}"
+                if text not in seen:
+                    break
+            else:
+                raise PipelineError(f"synthetic source: cannot draw {n} distinct {split} questions with these settings "
+                                    f"(got {i}): raise max_number or max_steps, or allow more operators")
+            seen.add(text)
+            rows.append({"ID": f"syn-{split}-{i:05d}", **row})
+    return out
+
+
+def _cap(source: SyntheticSource) -> int:
+    """The largest value a step may reach."""
+    return 10 * source.max_number
+
+
+def _question(rng: random.Random, source: SyntheticSource) -> dict:
+    ops = list(source.operators)
+    steps = rng.randint(source.min_steps, source.max_steps)
+    name, he, him = rng.choice(NAMES)
+    friend = rng.choice([n for n, _, _ in NAMES if n != name])
+    obj = rng.choice(OBJECTS)
+    words = {"name": name, "He": he, "he": he.lower(), "him": him, "friend": friend, "obj": obj}
+    cap, top = _cap(source), source.max_number
+    for _ in range(MAX_TRIES):  # a start, then `steps` operations, each feasible on the value so far
+        sentences, done = [], 0
+        if "*" in ops and rng.random() < 1 / len(ops):
+            a, b = rng.randint(2, top), rng.randint(2, top)
+            box = rng.choice(CONTAINERS)
+            sentences.append(START_MUL.format(a=a, b=b, box=box, one=box[:-2] if box.endswith("xes") else box[:-1], **words))
+            value, equation, done = a * b, f"( {a} * {b} )", 1
+        else:
+            value = rng.randint(1, top)
+            sentences.append(START.format(n=value, **words))
+            equation = str(value)
+        multiplied = done == 1
+        ok = True
+        while done < steps:
+            choices = [op for op in ops if _feasible(op, value, cap, top, multiplied)]
+            if not choices:
+                ok = False
+                break
+            op = rng.choice(choices)
+            if op == "+":
+                n = rng.randint(1, min(top, cap - value))
+                value += n
+            elif op == "-":
+                n = rng.randint(1, min(top, value))
+                value -= n
+            else:
+                n = rng.choice([f for f in FACTORS if value * f <= cap])
+                value *= n
+                multiplied = True
+            sentences.append(rng.choice(STEPS[op]).format(n=n, **words))
+            equation = f"( {equation} {op} {n} )"
+            done += 1
+        if ok:
+            break
+    else:
+        raise PipelineError(f"synthetic source: no {steps}-step question with operators {' '.join(ops)} and "
+                            f"max_number {top}: allow more operators or fewer steps")
+    return {"Body": " ".join(sentences), "Question": rng.choice(QUESTIONS).format(**words),
+            "Equation": equation, "Answer": value, "Type": f"{steps}-step"}
+
+
+def _feasible(op: str, value: int, cap: int, top: int, multiplied: bool) -> bool:
+    """Whether ``op`` can follow ``value`` keeping every value a whole number in [0, cap]: ``-`` takes
+    at least 1, ``*`` once per question and never on 0."""
+    if op == "+":
+        return value + 1 <= cap
+    if op == "-":
+        return value >= 1
+    return not multiplied and value >= 1 and value * min(FACTORS) <= cap
