@@ -207,11 +207,11 @@ def render(params: Params, plan: Optional["Plan"] = None) -> str:
     return HEADER + buf.getvalue()
 
 
-def write_plan(params: Params, path: Path = RUNS_FILE) -> Path:
+def write_plan(params: Params, path: Path = RUNS_FILE, plan: Optional["Plan"] = None) -> Path:
     from .core.artifacts import atomic_path
 
     with atomic_path(path) as tmp:
-        tmp.write_text(render(params))
+        tmp.write_text(render(params, plan))
     return path
 
 

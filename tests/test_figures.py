@@ -163,3 +163,19 @@ def test_the_report_writes_keeps_and_links_an_svg_per_table(tmp_path, monkeypatc
         ET.parse(svg)
         assert f"(../figures/{name}.svg)" in (report.TABLES / f"{name}.md").read_text()
         assert f"[svg](../figures/{name}.svg)" in report.INDEX.read_text()
+
+
+def test_cost_figure_plots_accuracy_against_cost_and_names_the_missing_cells(tmp_path):
+    series = {"cot5": [(0.10, 40.0, "1"), (0.50, 55.0, "5")], "cot5_se": [(0.30, 45.0, "1"), (None, 60.0, "5")]}
+    fig = figures.render_cost(LONG_TITLE, series, "teacher_usd (USD)", "accuracy (%)", "cots")
+    ax = fig.axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert list(lines["cot5"].get_xdata()) == [0.10, 0.50] and list(lines["cot5"].get_ydata()) == [40.0, 55.0]
+    assert list(lines["cot5_se"].get_xdata()) == [0.30]  # the cell without a cost is not drawn ...
+    texts = [t.get_text() for t in ax.texts]
+    assert any("n/a: cot5_se cots=5" in t for t in texts)  # ... and is named
+    assert "cots=5: 55.0" in texts
+    assert ax.get_ylim() == (0, 108.0) and ax.get_xlim()[1] == pytest.approx(1.25 * 0.50)
+    png, svg = figures.save(fig, tmp_path / "cost.png")
+    assert png.read_bytes() == figures.save(figures.render_cost(LONG_TITLE, series, "teacher_usd (USD)", "accuracy (%)",
+                                                                "cots"), tmp_path / "again.png")[0].read_bytes()

@@ -191,3 +191,44 @@ def test_bad_modes_and_noise_in_a_profile_are_one_line_naming_the_key(tmp_path, 
         load_params(tmp_path / "params.yaml", tasks=TASKS)
     msg = str(e.value)
     assert "\n" not in msg and re.search(expected, msg), msg
+
+
+def test_a_cells_teacher_cost_is_its_share_of_each_kind_of_output(tmp_path, monkeypatch):
+    """The teacher's bill of a cell: its train questions' first k CoTs (one for teacher labels without CoTs)
+    and their first m evaluations, prorated from the teach metrics' totals per kind; none without a teacher."""
+    from pipeline.core.artifacts import write_model
+    from pipeline.core.records import AssembleMetrics, KindUsage, TeacherUsage, TeachMetrics
+    from pipeline.runs import Run
+    from pipeline.stages.cells import Metrics
+
+    monkeypatch.chdir(tmp_path)
+    kinds = {"cot": KindUsage(samples=1000, requests=200, prompt_tokens=50_000, completion_tokens=30_000, cost_usd=2.0),
+             "self_eval": KindUsage(samples=5000, requests=1000, prompt_tokens=400_000, completion_tokens=100_000,
+                                    cost_usd=10.0)}
+    usage = TeacherUsage(model="m", endpoint="http://x", prompts={}, n_per_request=True, samples=6000, cached_samples=0,
+                         requests=1200, http_attempts=1200, rate_limited=0, prompt_tokens=450_000,
+                         completion_tokens=130_000, cost_usd=12.0, total_requests=1200, total_prompt_tokens=450_000,
+                         total_completion_tokens=130_000, total_cost_usd=12.0, by_kind=kinds, quarantined={})
+    write_model(tmp_path / "metrics/teach/svamp/t.json", TeachMetrics(dataset="svamp", teacher="t", backend="openai",
+                                                                      splits={}, usage=usage))
+
+    def run(method, labels, k, m):
+        r = Run("svamp", "t" if labels == "teacher" or k else "none", method, "base", labels, k, m, 42)
+        write_model(tmp_path / f"metrics/assemble/{r.assembly.name}.json", AssembleMetrics(
+            assembly=r.assembly.name, dataset="svamp", teacher=r.teacher, labels=labels, cots=k, self_evals=m,
+            questions=100, stage2_rows=1, stage1_rows=1, valid_rows=1, excluded_unparseable=0,
+            excluded_unparseable_evaluations=0, questions_without_cots=0))
+        return r
+
+    metrics = Metrics()
+    cot5_se = run("cot5_se", "teacher", 5, 5)  # 500 of 1000 CoTs, 2500 of 5000 evaluations
+    assert metrics.value("teacher_usd", cot5_se) == pytest.approx(0.5 * 2.0 + 0.5 * 10.0)
+    assert metrics.value("teacher_requests", cot5_se) == pytest.approx(100 + 500)
+    assert metrics.value("teacher_tokens", cot5_se) == pytest.approx(0.5 * 80_000 + 0.5 * 500_000)
+    assert metrics.value("teacher_usd", run("standard_kd", "teacher", 0, 0)) == pytest.approx(0.1 * 2.0)
+    assert metrics.value("teacher_usd", run("cot1", "teacher", 1, 0)) == pytest.approx(0.1 * 2.0)
+    assert metrics.value("teacher_usd", run("standard_ft", "gold", 0, 0)) == 0.0
+    # a replayed teacher (no usage): not known
+    write_model(tmp_path / "metrics/teach/svamp/t.json", TeachMetrics(dataset="svamp", teacher="t", backend="replay",
+                                                                      splits={}))
+    assert Metrics().value("teacher_usd", cot5_se) is None

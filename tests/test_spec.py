@@ -220,9 +220,9 @@ def test_a_missing_or_misspelled_discriminator_is_named_in_plain_words(tmp_path)
     missing = text.splitlines(keepends=True)
     del missing[kind - 1]
     msg = _load_error(_write(tmp_path, "".join(missing)))
-    assert re.search(r"params\.yaml:\d+: datasets\.svamp\.source\.kind: missing; one of hub, local$", msg), msg
+    assert re.search(r"params\.yaml:\d+: datasets\.svamp\.source\.kind: missing; one of hub, local, synthetic$", msg), msg
     bad = _write(tmp_path, text.replace("kind: local", "kind: locl", 1))
-    assert _load_error(bad) == (f"{bad}:{kind}: datasets.svamp.source.kind: 'locl' is not one of hub, local "
+    assert _load_error(bad) == (f"{bad}:{kind}: datasets.svamp.source.kind: 'locl' is not one of hub, local, synthetic "
                                 "(did you mean 'local'?)")
 
 

@@ -33,6 +33,7 @@ STEPS = {
 }
 QUESTIONS = ("How many {obj} does {name} have now?", "How many {obj} does {name} have in the end?")
 FACTORS = (2, 3)  # `*` keeps the numbers small
+LATER_MUL = True
 MAX_TRIES = 1000  # draws per question before the settings are declared too narrow
 
 
@@ -71,38 +72,41 @@ def _question(rng: random.Random, source: SyntheticSource) -> dict:
     words = {"name": name, "He": he, "he": he.lower(), "him": him, "friend": friend, "obj": obj}
     cap, top = _cap(source), source.max_number
     for _ in range(MAX_TRIES):  # a start, then `steps` operations, each feasible on the value so far
+        used: set[int] = set()  # each number of a question is stated once: a wrong operand is never a right one
+
+        def pick(lo: int, hi: int, among: tuple = ()):
+            free = [n for n in (among or range(lo, hi + 1)) if lo <= n <= hi and n not in used]
+            n = rng.choice(free) if free else None
+            used.add(n)
+            return n
+
         sentences, done = [], 0
         if "*" in ops and rng.random() < 1 / len(ops):
-            a, b = rng.randint(2, top), rng.randint(2, top)
+            a, b = pick(2, top), pick(2, top)
             box = rng.choice(CONTAINERS)
             sentences.append(START_MUL.format(a=a, b=b, box=box, one=box[:-2] if box.endswith("xes") else box[:-1], **words))
             value, equation, done = a * b, f"( {a} * {b} )", 1
         else:
-            value = rng.randint(1, top)
+            value = pick(1, top)
             sentences.append(START.format(n=value, **words))
             equation = str(value)
         multiplied = done == 1
-        ok = True
         while done < steps:
-            choices = [op for op in ops if _feasible(op, value, cap, top, multiplied)]
-            if not choices:
-                ok = False
-                break
-            op = rng.choice(choices)
+            op = rng.choice(ops)
             if op == "+":
-                n = rng.randint(1, min(top, cap - value))
-                value += n
+                n = pick(1, min(top, cap - value))
             elif op == "-":
-                n = rng.randint(1, min(top, value))
-                value -= n
+                n = pick(1, min(top, value))
             else:
-                n = rng.choice([f for f in FACTORS if value * f <= cap])
-                value *= n
-                multiplied = True
+                n = None if multiplied or not LATER_MUL else pick(1, cap // max(value, 1), FACTORS)
+            if n is None:  # not here: this draw is abandoned
+                break
+            value = {"+": value + n, "-": value - n, "*": value * n}[op]
+            multiplied |= op == "*"
             sentences.append(rng.choice(STEPS[op]).format(n=n, **words))
             equation = f"( {equation} {op} {n} )"
             done += 1
-        if ok:
+        if done == steps:
             break
     else:
         raise PipelineError(f"synthetic source: no {steps}-step question with operators {' '.join(ops)} and "
@@ -110,12 +114,3 @@ def _question(rng: random.Random, source: SyntheticSource) -> dict:
     return {"Body": " ".join(sentences), "Question": rng.choice(QUESTIONS).format(**words),
             "Equation": equation, "Answer": value, "Type": f"{steps}-step"}
 
-
-def _feasible(op: str, value: int, cap: int, top: int, multiplied: bool) -> bool:
-    """Whether ``op`` can follow ``value`` keeping every value a whole number in [0, cap]: ``-`` takes
-    at least 1, ``*`` once per question and never on 0."""
-    if op == "+":
-        return value + 1 <= cap
-    if op == "-":
-        return value >= 1
-    return not multiplied and value >= 1 and value * min(FACTORS) <= cap

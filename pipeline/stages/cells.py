@@ -75,6 +75,7 @@ class Stat:
     note: str = ""
     count: bool = False  # a count, not a percentage
     mark: str = ""  # shown after the value (`*`: CoTs selected by gold)
+    digits: int = 2  # decimals shown (USD: 4)
 
     @property
     def status(self) -> str:
@@ -87,17 +88,19 @@ class Stat:
             return "n/a"
         if self.count:
             return f"{self.mean:.0f}" if self.n <= 1 else f"{self.mean:.0f} ± {self.std or 0:.0f} (n={self.n})"
+        d = self.digits
         if self.seeds <= 1:
-            return f"{self.mean:.2f}{self.mark}"
-        return f"{self.mean:.2f}" + (f" ± {self.std:.2f}" if self.std is not None else "") + f" (n={self.n})"
+            return f"{self.mean:.{d}f}{self.mark}"
+        return f"{self.mean:.{d}f}" + (f" ± {self.std:.{d}f}" if self.std is not None else "") + f" (n={self.n})"
 
 
-def _stat(values: list, seeds: int, note: str = "", count: bool = False, mark: str = "", scale: float = 100) -> Stat:
+def _stat(values: list, seeds: int, note: str = "", count: bool = False, mark: str = "", scale: float = 100,
+          digits: int = 2) -> Stat:
     vals = [(1 if count else scale) * v for v in values if v is not None]
     if not vals:
-        return Stat(seeds=seeds, note=note, count=count)
+        return Stat(seeds=seeds, note=note, count=count, digits=digits)
     return Stat(statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None, len(vals), seeds, note=note,
-                count=count, mark=mark)
+                count=count, mark=mark, digits=digits)
 
 
 def _read(path: Path, model):

@@ -83,7 +83,8 @@ def _grid(params: Params, plan: Plan, name: str, m: Metrics) -> Grid:
                 stat = Stat(omitted=True, seeds=len(cell.runs), note="one-stage run: no trained judge")
             else:
                 stat = _stat([m.value(metric, r, cell.mode) for r in cell.runs], len(cell.runs),
-                             count=metric in COUNT_METRICS, scale=1 if metric in PLAIN_METRICS else 100)
+                             count=metric in COUNT_METRICS, scale=1 if metric in PLAIN_METRICS else 100,
+                             digits=4 if metric == "teacher_usd" else 2)
             stats[str(cell.row), col] = stat
     return Grid(name, [str(r) for r in t.values[t.rows]], [c for c, _, _ in columns], t.cols or "metric", stats)
 
@@ -161,7 +162,8 @@ def _table_md(params: Params, g: Grid, refs: dict, figure: Optional[Path]) -> st
           f"- fixed: {fixed}",
           f"- seeds: {', '.join(map(str, seeds))}" if seeds else "- seeds: none (the teacher's outputs)"]
     md += [f"- {x}: {MEANING[x]}" for x in t.metrics]
-    md += ["- cells: the metric in percent, 2 decimals (counts as whole numbers)"
+    md += ["- cells: the metric in percent, 2 decimals (counts as whole numbers"
+           + ("; teacher_usd in USD, train_minutes in minutes" if set(t.metrics) & set(PLAIN_METRICS) else "") + ")"
            + ("; mean ± sample std over the seeds (n = seeds evaluated)" if multi else "")
            + "; `n/a`: not evaluated yet; `-`: omitted (not run)",
            "- `[ref R; diff D]`: the value R of `reports/reference.csv` for that cell, and ours - R in points "
@@ -180,7 +182,7 @@ def _table_md(params: Params, g: Grid, refs: dict, figure: Optional[Path]) -> st
     md.append("")
     notes = sorted({s.note for s in g.stats.values() if s.note})
     if notes:
-        md += ["Teacher accuracies counted on: " + "; ".join(notes) + ".", ""]
+        md += [("Teacher accuracies counted on: " if t.teacher_only else "Notes: ") + "; ".join(notes) + ".", ""]
     if any(s.mark == "*" for s in g.stats.values()):
         md += ["`*`: the recorded files hold only CoTs that reached the gold answer (selected after sampling): the "
                "value is the agreement of the kept CoTs with gold, not the teacher's accuracy.", ""]
@@ -290,7 +292,7 @@ def run(params: Params, plan: Plan | None = None) -> list[Path]:
         _write(TABLES / f"{name}.md", _table_md(params, g, refs, figure), out)
         _write(TABLES / f"{name}.csv", _table_csv(g, refs), out)
         # as the tables show them (2 decimals): `dvc exp show --only-changed` then lists what a reader sees change
-        headline[name] = {f"{row}/{col}": None if s.mean is None else round(s.mean, 2)
+        headline[name] = {f"{row}/{col}": None if s.mean is None else round(s.mean, s.digits)
                           for row in g.rows for col in g.cols
                           if (s := g.stats.get((row, col))) is not None and not s.omitted}
     _write(INDEX, _index(params, unmatched), out)

@@ -13,7 +13,7 @@ from ..core.artifacts import write_model
 from ..core.records import SpecCheck
 from ..core.spec import Params, load_params
 from ..core.stageio import METRICS
-from ..runs import RUNS_FILE, Plan, check_plan, plan, write_plan
+from ..runs import RUNS_FILE, Plan, write_plan
 from ..student.config import t5_config_fields
 
 
@@ -28,15 +28,15 @@ STAMP = METRICS / "spec.json"
 def validate(params: Params, params_path: str, stamp: bool = False) -> str:
     """``runs.yaml`` checked in sync; with ``stamp``, the stage's stamp written (the same bytes for
     every valid spec)."""
-    check_plan(params)
+    p = Plan.checked(params)
     if stamp:
         write_model(STAMP, SpecCheck(params=params_path, runs=str(RUNS_FILE), valid=True))
-    return (f"{params_path}: ok (profile {params.profile}, {len(params.tables)} tables, "
-            f"{len(Plan(params).runs)} runs)")
+    return f"{params_path}: ok (profile {params.profile}, {len(params.tables)} tables, {len(p.runs)} runs)"
 
 
 def write(params: Params) -> str:
-    path: Path = write_plan(params)
-    p = plan(params)
-    return (f"{path}: {len(p['runs'])} runs ({len(p['two_stage_runs'])} two-stage) over {len(params.tables)} tables, "
-            f"{len(p['assemblies'])} assemblies")
+    p = Plan(params)
+    path: Path = write_plan(params, plan=p)
+    runs = p.runs.values()
+    return (f"{path}: {len(p.runs)} runs ({sum(r.two_stage for r in runs)} two-stage) over {len(params.tables)} "
+            f"tables, {len({r.assembly.name for r in runs})} assemblies, {len(p.inferences)} sample sets")
