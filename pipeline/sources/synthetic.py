@@ -33,7 +33,6 @@ STEPS = {
 }
 QUESTIONS = ("How many {obj} does {name} have now?", "How many {obj} does {name} have in the end?")
 FACTORS = (2, 3)  # `*` keeps the numbers small
-LATER_MUL = True
 MAX_TRIES = 1000  # draws per question before the settings are declared too narrow
 
 
@@ -98,7 +97,7 @@ def _question(rng: random.Random, source: SyntheticSource) -> dict:
             elif op == "-":
                 n = pick(1, min(top, value))
             else:
-                n = None if multiplied or not LATER_MUL else pick(1, cap // max(value, 1), FACTORS)
+                n = None if multiplied else pick(1, cap // max(value, 1), FACTORS)
             if n is None:  # not here: this draw is abandoned
                 break
             value = {"+": value + n, "-": value - n, "*": value * n}[op]
