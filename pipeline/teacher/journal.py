@@ -91,6 +91,14 @@ CREATE TABLE IF NOT EXISTS capabilities (
 """
 
 
+_NO_USAGE = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
+
+
+def sum_usage(by_kind: dict[str, dict]) -> dict:
+    """The totals of ``Journal.usage_by_kind``: what ``Journal.usage`` returns."""
+    return {k: sum((u[k] for u in by_kind.values()), v) for k, v in _NO_USAGE.items()}
+
+
 def _canon(obj) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
@@ -196,16 +204,7 @@ class Journal:
 
     def usage(self, request_ids: Iterable[int]) -> dict:
         """Requests, tokens and cost of the given journal requests."""
-        ids = sorted(set(request_ids))
-        tot = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i:i + _CHUNK]
-            r = self.db.execute("SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), "
-                                f"COALESCE(SUM(cost_usd),0) FROM requests WHERE id IN ({','.join('?' * len(chunk))})",
-                                chunk).fetchone()
-            for k, v in zip(tot, r):
-                tot[k] += v
-        return tot
+        return sum_usage(self.usage_by_kind(request_ids))
 
     def usage_by_kind(self, request_ids: Iterable[int]) -> dict[str, dict]:
         """``usage`` per kind of request (cot, self_eval)."""
@@ -216,7 +215,7 @@ class Journal:
             q = ("SELECT kind, COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), "
                  f"COALESCE(SUM(cost_usd),0) FROM requests WHERE id IN ({','.join('?' * len(chunk))}) GROUP BY kind")
             for kind, *row in self.db.execute(q, chunk):
-                tot = out.setdefault(kind, {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0})
+                tot = out.setdefault(kind, dict(_NO_USAGE))
                 for k, v in zip(tot, row):
                     tot[k] += v
         return out

@@ -11,7 +11,7 @@ from ...core.spec import OpenAITeacher
 from ...core.records import Example
 from ...tasks import Task
 from ..common import empty_record, make_cot
-from ..journal import Journal, journal_path
+from ..journal import Journal, journal_path, sum_usage
 from .budget import Budget
 from .endpoint import endpoint_url, ensure_key
 from .outcome import TeacherStopped
@@ -81,8 +81,8 @@ def _usage(planner: Planner, sender: Sender, journal: Journal, groups: list[Grou
         used = [(g, i) for g in groups for i in range(g.want) if i in g.have]
     final = journal.samples(g.key for g in groups)
     ids = {final[g.key][i].request_id for g, i in used if i in final.get(g.key, {})}
-    total = journal.usage(ids)
     kinds = journal.usage_by_kind(ids)
+    total = sum_usage(kinds)  # one pass over the journal for both
     for kind, u in kinds.items():
         u["samples"] = sum(g.kind == kind for g, _ in used)
         u["cost_usd"] = round(u["cost_usd"], 6)
