@@ -123,6 +123,11 @@ class Metrics:
         self.inferred: dict[str, Optional[InferMetrics]] = {}
         self.assembled: dict[str, Optional[AssembleMetrics]] = {}
 
+    def teach_metrics(self, ds: str, teacher: str) -> Optional[TeachMetrics]:
+        if (ds, teacher) not in self.teach:
+            self.teach[ds, teacher] = _read(METRICS / "teach" / ds / f"{teacher}.json", TeachMetrics)
+        return self.teach[ds, teacher]
+
     def inference(self, name: str) -> Optional[InferMetrics]:
         if name not in self.inferred:
             self.inferred[name] = _read(METRICS / "evaluate" / f"{name}.json", InferMetrics)
@@ -189,10 +194,8 @@ class Metrics:
         a = run.assembly.name
         if a not in self.assembled:
             self.assembled[a] = _read(METRICS / "assemble" / f"{a}.json", AssembleMetrics)
-        key = (run.dataset, run.teacher)
-        if key not in self.teach:
-            self.teach[key] = _read(METRICS / "teach" / run.dataset / f"{run.teacher}.json", TeachMetrics)
-        usage = self.teach[key].usage if self.teach[key] else None
+        teach = self.teach_metrics(run.dataset, run.teacher)
+        usage = teach.usage if teach else None
         if self.assembled[a] is None or usage is None or not usage.by_kind:
             return None
         questions = self.assembled[a].questions
@@ -221,10 +224,8 @@ class Metrics:
                  "teacher_cot_accuracy": t.cot_accuracy}[metric]
             note = f"{ds}: {c.questions} of {c.split_questions} {c.split} questions (every teacher answered them)"
             return _stat([v], 0, note, mark="*" if t.selected_by_gold and metric != "teacher_parse_rate" else "")
-        key = (ds, teacher)
-        if key not in self.teach:
-            self.teach[key] = _read(METRICS / "teach" / ds / f"{teacher}.json", TeachMetrics)
-        v = self.teach[key].verdicts if self.teach[key] else None
+        teach = self.teach_metrics(ds, teacher)
+        v = teach.verdicts if teach else None
         if v is None:
             return Stat(seeds=0, count=metric in COUNT_METRICS)
         counts = {"correct_on_correct": v.on_correct.get("correct", 0), "wrong_on_correct": v.on_correct.get("wrong", 0),
