@@ -2,8 +2,8 @@
 
 Each question is a short story about one person and one kind of object: a start (``Mia has 7
 shells.``, or ``Mia has 3 boxes with 4 shells in each box.``, a multiplication), then one sentence
-per further step (buys / finds / is given N more: ``+``; gives away / loses / sells N: ``-``; ends
-up with N times as many: ``*``), then the question. The label is the SVAMP equation of the chain,
+per further step (buys N more: ``+``; sells N: ``-``; ends up with N times as many: ``*``), then
+the question. The label is the SVAMP equation of the chain,
 ``( ( 7 + 4 ) - 2 )``: every value on the way is a whole number >= 0, and a question needs
 ``min_steps`` to ``max_steps`` operations. The rows are SVAMP Hub rows (``ID``, ``Body``,
 ``Question``, ``Equation``, ``Answer``), read by the svamp task's own row hook.
@@ -26,12 +26,15 @@ OBJECTS = ("apples", "marbles", "stickers", "pencils", "cookies", "cards", "shel
 CONTAINERS = ("boxes", "bags", "jars", "packs", "baskets")
 START = "{name} has {n} {obj}."
 START_MUL = "{name} has {a} {box} with {b} {obj} in each {one}."
+# One wording per operation, of the same shape: the student has to learn to read the numbers in order
+# and the verb of each step, not paraphrases (probes on 2 cores: three wordings per operation learnt
+# less in the same 300 steps, 22% against 28-29% test accuracy question -> equation).
 STEPS = {
-    "+": ("{He} buys {n} more {obj}.", "{He} finds {n} more {obj}.", "{friend} gives {him} {n} more {obj}."),
-    "-": ("{He} gives {n} {obj} to {friend}.", "{He} loses {n} {obj}.", "{He} sells {n} {obj}."),
-    "*": ("Then {he} ends up with {n} times as many {obj}.",),
+    "+": ("{He} buys {n} more {obj}.",),
+    "-": ("{He} sells {n} {obj}.",),
+    "*": ("{He} ends up with {n} times as many.",),
 }
-QUESTIONS = ("How many {obj} does {name} have now?", "How many {obj} does {name} have in the end?")
+QUESTIONS = ("How many {obj} does {name} have now?",)
 FACTORS = (2, 3)  # `*` keeps the numbers small
 MAX_TRIES = 1000  # draws per question before the settings are declared too narrow
 
@@ -65,10 +68,9 @@ def _cap(source: SyntheticSource) -> int:
 def _question(rng: random.Random, source: SyntheticSource) -> dict:
     ops = list(source.operators)
     steps = rng.randint(source.min_steps, source.max_steps)
-    name, he, him = rng.choice(NAMES)
-    friend = rng.choice([n for n, _, _ in NAMES if n != name])
+    name, he, _ = rng.choice(NAMES)
     obj = rng.choice(OBJECTS)
-    words = {"name": name, "He": he, "he": he.lower(), "him": him, "friend": friend, "obj": obj}
+    words = {"name": name, "He": he, "he": he.lower(), "obj": obj}
     cap, top = _cap(source), source.max_number
     for _ in range(MAX_TRIES):  # a start, then `steps` operations, each feasible on the value so far
         used: set[int] = set()  # each number of a question is stated once: a wrong operand is never a right one

@@ -31,14 +31,8 @@ from ..core.artifacts import read_records, write_model, write_records
 from ..core.records import AssembleMetrics, Example, TeacherRecord, TrainRow
 from ..runs import Assembly, Plan
 from ..core.spec import NO_TEACHER, Params
-from ..tasks import get_task
+from ..tasks import get_task, se_input
 from ..core.stageio import ASSEMBLED, METRICS, TEACHER, dataset_spec, read_prepared
-
-
-def se_input(mode: str, question_input: str, cot_text: str) -> str:
-    if mode == "question_cot":
-        return f"Question: {question_input}\nAnswer: {cot_text.strip()}"
-    return cot_text.strip()
 
 
 def se_rows(params: Params, rec: TeacherRecord, inp: str, m: Assembly) -> tuple[list[TrainRow], int]:

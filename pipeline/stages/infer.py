@@ -26,8 +26,7 @@ from ..student.batches import EXPLAIN, PREDICT
 from ..student.distributed import pick_device
 from ..student.model import load_checkpoint
 from ..student.decode import sample, verdict_probabilities
-from ..tasks import Task, get_task
-from .assemble import se_input
+from ..tasks import Task, get_task, se_input
 
 SAMPLES = RESULTS / "samples"
 
@@ -79,14 +78,15 @@ def judge_metrics(task: Task, sets: list[SampleSet], judge: str) -> JudgeMetrics
     for kind in sorted({s.error for s in flat if s.error}):
         hit = [sw for s, sw in zip(flat, said_wrong) if s.error == kind]
         by_error[kind] = _share(sum(hit), len(hit))
-    answerable = [q for q in sets if any(s.correct for s in q.samples)]
+    picked = [task.is_correct(q.verify[judge], q.gold) for q in sets]  # the verify pick of each question, scored once
+    answerable = [ok for q, ok in zip(sets, picked) if any(s.correct for s in q.samples)]
     return JudgeMetrics(
-        verify_accuracy=_share(sum(task.is_correct(q.verify[judge], q.gold) for q in sets), len(sets)) or 0.0,
+        verify_accuracy=_share(sum(picked), len(sets)) or 0.0,
         wrong_precision=_share(sum(a and b for a, b in zip(said_wrong, wrong)), sum(said_wrong)),
         wrong_recall=_share(sum(a and b for a, b in zip(said_wrong, wrong)), sum(wrong)),
         wrong_recall_by_error=by_error,
         auroc=None if (a := auroc(p, [not w for w in wrong])) is None else round(a, 6),
-        pick_rate=_share(sum(task.is_correct(q.verify[judge], q.gold) for q in answerable), len(answerable)),
+        pick_rate=_share(sum(answerable), len(answerable)),
         mean_p_correct=round(sum(p) / len(p), 6) if p else 0.0,
     )
 

@@ -32,7 +32,8 @@ def build_model(spec: StudentSpec, init_dir: str | Path | None = None, seed: int
     """A T5ForConditionalGeneration: from ``init_dir`` (a stage-1 checkpoint) if given, else
     pretrained from ``spec.id``, else (``from_config``) randomly initialised (from ``seed``) from the
     config at ``spec.id`` with ``config_overrides``, tied like the t5-v1_1 checkpoints (encoder and
-    decoder share the input embeddings; ``lm_head`` is separate)."""
+    decoder share the input embeddings; ``lm_head`` is separate), or, with the override
+    ``tie_word_embeddings: true``, like the original T5 (``lm_head`` is ``shared``)."""
     from transformers import T5Config, T5ForConditionalGeneration
 
     if init_dir is not None:
@@ -51,7 +52,9 @@ def build_model(spec: StudentSpec, init_dir: str | Path | None = None, seed: int
         setattr(config, k, v)
     if "num_layers" in spec.config_overrides and "num_decoder_layers" not in spec.config_overrides:
         config.num_decoder_layers = config.num_layers
-    config.tie_word_embeddings = raw_tie
+    config.tie_word_embeddings = bool(spec.config_overrides.get("tie_word_embeddings", raw_tie))
+    if config.tie_word_embeddings:  # as the original T5: lm_head is `shared`, the decoder output scaled
+        config.scale_decoder_outputs = True
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration(config)
     tie_input_embeddings(model)

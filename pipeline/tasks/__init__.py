@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..core.errors import PipelineError
 from .anli import ANLI
-from .base import Parsed, Task, parse_self_evaluation
+from .base import Parsed, Task, parse_self_evaluation, se_input
 from .cqa import CQA
 from .svamp import SVAMP
 
@@ -17,4 +17,4 @@ def get_task(name: str) -> Task:
         raise PipelineError(f"no task named {name!r} (known: {', '.join(sorted(TASKS))})") from None
 
 
-__all__ = ["Task", "Parsed", "TASKS", "get_task", "parse_self_evaluation"]
+__all__ = ["Task", "Parsed", "TASKS", "get_task", "parse_self_evaluation", "se_input"]

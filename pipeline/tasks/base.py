@@ -180,3 +180,12 @@ def duplicate_questions(task: Task, splits: dict[str, list[Example]]) -> int:
             n += key in seen
             seen.add(key)
     return n
+
+
+def se_input(mode: str, question_input: str, cot_text: str) -> str:
+    """The stage-1 (self-evaluation) input of one CoT, as ``assemble.se_input`` sets it: the CoT text
+    alone (``cot``), or the question's model input and the CoT (``question_cot``). Assemble writes it
+    for the teacher's CoTs, and infer for the student's own sampled ones."""
+    if mode == "question_cot":
+        return f"Question: {question_input}\nAnswer: {cot_text.strip()}"
+    return cot_text.strip()
