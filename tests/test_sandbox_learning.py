@@ -16,6 +16,9 @@ from collections import Counter
 import pytest
 import yaml
 
+from pipeline.core.artifacts import read_records
+from pipeline.core.records import Example
+from pipeline.tasks import get_task
 from support.e2e import copy_project, sh
 
 pytestmark = pytest.mark.e2e
@@ -36,13 +39,11 @@ def test_cot_students_learn_the_sandbox(tmp_path):
     names = [_run(runs, "cot1", 1), _run(runs, "cot5", 5)]
     sh(["dvc", "repro", *[f"evaluate@{n}" for n in names]], proj, timeout=1500)
 
-    from pipeline.tasks import get_task
-
     svamp = get_task("svamp")
 
     def answers(split):
-        lines = (proj / "data" / "prepared" / "arith" / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
-        return [svamp.answer_key(json.loads(line)["label"]) for line in lines]
+        prepared = proj / "data" / "prepared" / "arith" / f"{split}.jsonl"
+        return [svamp.answer_key(e.label) for e in read_records(prepared, Example)]
 
     train, test = answers("train"), answers("test")
     majority = Counter(train).most_common(1)[0][0]

@@ -19,9 +19,8 @@ import random
 from ..core.errors import PipelineError
 from ..core.spec import SyntheticSource
 
-NAMES = (("Tom", "He", "him"), ("Mia", "She", "her"), ("Sam", "He", "him"), ("Ana", "She", "her"),
-         ("Leo", "He", "him"), ("Zoe", "She", "her"), ("Max", "He", "him"), ("Ivy", "She", "her"),
-         ("Ben", "He", "him"), ("Eva", "She", "her"), ("Jack", "He", "him"), ("Lily", "She", "her"))
+NAMES = (("Tom", "He"), ("Mia", "She"), ("Sam", "He"), ("Ana", "She"), ("Leo", "He"), ("Zoe", "She"),
+         ("Max", "He"), ("Ivy", "She"), ("Ben", "He"), ("Eva", "She"), ("Jack", "He"), ("Lily", "She"))
 OBJECTS = ("apples", "marbles", "stickers", "pencils", "cookies", "cards", "shells", "coins", "stamps", "books")
 CONTAINERS = ("boxes", "bags", "jars", "packs", "baskets")
 START = "{name} has {n} {obj}."
@@ -68,7 +67,7 @@ def _cap(source: SyntheticSource) -> int:
 def _question(rng: random.Random, source: SyntheticSource) -> dict:
     ops = list(source.operators)
     steps = rng.randint(source.min_steps, source.max_steps)
-    name, he, _ = rng.choice(NAMES)
+    name, he = rng.choice(NAMES)
     obj = rng.choice(OBJECTS)
     words = {"name": name, "He": he, "he": he.lower(), "obj": obj}
     cap, top = _cap(source), source.max_number
