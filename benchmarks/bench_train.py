@@ -66,6 +66,7 @@ _T5_V1_1 = dict(
 BUILTIN = {
     "base": dict(_T5_V1_1, d_model=768, d_ff=2048, d_kv=64, num_heads=12, num_layers=12, num_decoder_layers=12),
     "small": dict(_T5_V1_1, d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),
+    "large": dict(_T5_V1_1, d_model=1024, d_ff=2816, d_kv=64, num_heads=16, num_layers=24, num_decoder_layers=24),
     "tiny": dict(_T5_V1_1, d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2),
 }
 
@@ -300,7 +301,7 @@ def fmt_bytes(n: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=DEFAULT_CONFIG, help="config.json path or builtin:base|small|tiny")
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help="config.json path or builtin:large|base|small|tiny")
     ap.add_argument("--rows", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=60, help="timed optimizer steps")
     ap.add_argument("--warmup", type=int, default=5, help="untimed optimizer steps first (>= 1)")
@@ -316,12 +317,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1,
                     help="run the variant list this many times, round-robin; the table shows each variant's median")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--calibrate", default=None, metavar="FILE",
+                    help="write the forecast's calibration (a Throughput: ours(separate) training and timed decodes) here, "
+                         "e.g. benchmarks/calibration/t5-v1_1-base-cuda.json; needs --student")
+    ap.add_argument("--student", default=None, help="with --calibrate: the student id params.yaml names (google/t5-v1_1-base)")
+    ap.add_argument("--decode-rows", type=int, default=256, help="with --calibrate: inputs decoded (at --select-batch-size)")
+    ap.add_argument("--select-batch-size", type=int, default=64)
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.warmup < 1 or a.steps < 1:
         raise SystemExit("--warmup and --steps must be >= 1")
     if a.child:
         return child(a)
+    if a.calibrate:
+        if not a.student:
+            raise SystemExit("--calibrate needs --student (the id params.yaml names, e.g. google/t5-v1_1-base)")
+        a.variants = "separate"  # the loop the pipeline trains with
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     for v in variants:
         if v not in VARIANTS:
@@ -342,7 +353,8 @@ def main() -> None:
     for rep in range(max(1, a.repeats)):
         for v in variants:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--child", v] + [
-                x for k, val in vars(a).items() if k not in ("child", "variants", "json", "repeats") and val is not None
+                x for k, val in vars(a).items() if k not in ("child", "variants", "json", "repeats", "calibrate", "student",
+                                                             "decode_rows", "select_batch_size") and val is not None
                 for x in (f"--{k.replace('_', '-')}", str(val))]
             t = time.perf_counter()
             p = subprocess.run(cmd, capture_output=True, text=True)
@@ -389,6 +401,17 @@ def main() -> None:
                 tk = (r["tokens"] / r["seconds"]) / (ref["tokens"] / ref["seconds"])
                 extra = "" if cuda else f"; {ref['cpu_seconds'] / ref['examples'] / (r['cpu_seconds'] / r['examples']):.2f}x by process CPU time"
                 print(f"{VARIANTS[v]} / reference = {ex:.2f}x examples/s ({tk:.2f}x tokens/s{extra})")
+    if a.calibrate:
+        from calibrate import write_calibration
+
+        r = results["separate"]
+        if a.threads:
+            torch.set_num_threads(a.threads)
+        th = write_calibration(a.calibrate, a.student, cuda, dev, pc["total"], r["examples"] / r["seconds"], build_model(cfg),
+                               synthetic(a.decode_rows, a.seed + 1).pred_input, a.select_batch_size,
+                               "python benchmarks/bench_train.py " + " ".join(sys.argv[1:]))
+        print(f"calibration {a.calibrate}: {th.train_examples_per_s:g} train rows/s, {th.answer_decodes_per_s:g} answers/s, "
+              f"{th.rationale_decodes_per_s:g} rationales/s")
     if a.json:
         Path(a.json).write_text(json.dumps({"args": {k: v for k, v in vars(a).items() if k != "child"},
                                             "versions": versions(), "device": dev, "results": results, "runs": runs}, indent=2))

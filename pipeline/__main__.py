@@ -112,6 +112,24 @@ def cmd_plan(args, spec: ModuleType):
     print(spec.write(spec.load(args.params, TASKS)))
 
 
+def cmd_forecast(args, forecast: ModuleType):
+    from pathlib import Path
+
+    def number(opt: str, v):
+        try:
+            return None if v is None else float(v)
+        except ValueError:
+            raise PipelineError(f"--{opt}: {v!r} is not a number") from None
+
+    if args.device not in (None, "cpu", "cuda"):
+        raise PipelineError(f"--device: {args.device!r} is not cpu or cuda")
+    params, plan = _planned(args, forecast)
+    fc = forecast.run(params, plan, args.sizes, args.device, Path(args.calibration) if args.calibration else None,
+                      number("max-hours", args.max_hours), number("max-usd", args.max_usd))
+    print("\n".join(forecast.lines(fc)))
+    print(f"wrote {forecast.OUT}")
+
+
 def cmd_use_profile(args, profiles: ModuleType):
     dest = profiles.use_profile(args.name, args.params)
     print(f"{dest}: now the {args.name!r} profile (runs.yaml regenerated)")
@@ -123,6 +141,11 @@ def cmd_estimate(args, teach: ModuleType):
 
 
 OPTION_HELP = {"teachers": "comma-separated (default: the dataset's teacher)",
+               "sizes": "question counts to assume instead of the loaded ones: 'anli1:train=16946,valid=1000;cqa:test=1221'",
+               "device": "cpu or cuda: whose throughput (default: cuda, unless train.device is cpu)",
+               "calibration": "a Throughput file (benchmarks/bench_train.py --calibrate) for one student of the profile",
+               "max-hours": "refuse (exit 2, one line) when the estimated accelerator hours are above this",
+               "max-usd": "refuse (exit 2, one line) when the teachers' bill may be above this (every sample at max_tokens)",
                "stamp": "write the `spec` stage's stamp (metrics/spec.json) when the spec is valid"}
 
 
@@ -153,6 +176,9 @@ COMMANDS: dict[str, Command] = {
     "report": Command("pipeline.stages.report", cmd_report,
                       "every table and figure from the metrics files; each run to MLflow, once"),
     "plan": Command("pipeline.stages.spec", cmd_plan, "write runs.yaml: the runs of params.yaml's tables, for dvc.yaml"),
+    "forecast": Command("pipeline.stages.forecast", cmd_forecast, "the compute plan before anything runs: steps, selection, "
+                        "decodes and accelerator hours per run and table, the teachers' requests, tokens and $",
+                        options=("sizes", "device", "calibration", "max-hours", "max-usd")),
     "estimate": Command("pipeline.stages.teach", cmd_estimate,
                         "requests, tokens and cost of a live teacher, before sending anything", ("dataset",),
                         options=("teacher",)),

@@ -19,6 +19,7 @@ from typing import Optional
 
 from .core.errors import PipelineError
 from .core.spec import NO_TEACHER, Params
+from .core.spec_budget import budget_keys
 from .core.spec_infer import Mode, parse_mode
 from .core.spec_tables import TableSpec, table_cells
 
@@ -182,7 +183,9 @@ def _content(params: Params, plan: "Plan") -> dict:
     entry = lambda r: {**asdict(r), "assembly": r.assembly.name,  # noqa: E731
                        # stage 2 starts from stage 1's checkpoint; one-stage runs name their rows again
                        # (a repeated dep is harmless), so one `stage2` stage serves both kinds
-                       "init": f"models/{r.name}/stage1" if r.two_stage else f"data/assembled/{r.assembly.name}"}
+                       "init": f"models/{r.name}/stage1" if r.two_stage else f"data/assembled/{r.assembly.name}",
+                       # the params keys of its stages' budgets (the method's defaults or its override for the dataset)
+                       **budget_keys(params.methods[r.method], r.method, r.dataset, r.two_stage)}
     return {"teachings": teachings(params),
             "comparisons": comparisons(params),
             "assemblies": assemblies,

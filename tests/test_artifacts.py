@@ -141,6 +141,8 @@ from pipeline.core.records import (  # noqa: E402
     VerdictCounts, artifact_models,
 )
 from pipeline.core.records_infer import InferMetrics, JudgeMetrics, Sample, SampleSet  # noqa: E402
+from pipeline.core.records_forecast import (Forecast, RunForecast, StageForecast, TableForecast,  # noqa: E402
+                                            TeacherForecast, Throughput)
 
 _POINT = SelectionPoint(step=4, epoch=0.5, valid_accuracy=0.25, test_accuracy=None)
 _LOG = TrainingLog(
@@ -192,6 +194,18 @@ MODELS = [
                  judges={"final": JudgeMetrics(verify_accuracy=1.0, wrong_precision=None, wrong_recall=0.0,
                                                wrong_recall_by_error={"arithmetic": 0.0}, auroc=1.0, pick_rate=1.0,
                                                mean_p_correct=0.625)}),
+    _TH := Throughput(student="google/t5-v1_1-base", device="cuda", device_name="NVIDIA H200", precision="bf16",
+                      train_examples_per_s=100.0, answer_decodes_per_s=50.0, rationale_decodes_per_s=5.0, lengths="bench rows",
+                      source="assumed", measured="derived", command="python benchmarks/bench_train.py --calibrate F"),
+    Forecast(profile="paper", device="cuda", throughputs={"base": _TH}, questions={"svamp": {"train": 720}},
+             sizes_from={"svamp": "the source"}, runs=[RunForecast(
+                 run="svamp-none-standard_ft-base-gold-k0-m0-s42", tables=["main"], answer_decodes=3, rationale_decodes=0,
+                 hours=0.5, stages=[StageForecast(stage="stage2", rows=720, budget="300 epochs", steps=13500,
+                                                  examples=216000, selection_points=300, decodes=84000)])],
+             tables=[TableForecast(table="main", runs=1, steps=13500, selection_points=300, hours=0.5)],
+             teachers=[TeacherForecast(teaching="svamp-luna", backend="openai", model="gpt-6-luna", requests=1,
+                                       samples=5, prompt_tokens=10, completion_tokens_max=20, usd_max=0.01)],
+             steps=13500, selection_points=300, hours=0.5, usd_max=0.01),
 ]
 
 

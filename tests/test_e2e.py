@@ -216,6 +216,32 @@ def test_tables_runs_mlflow_noop_one_new_cell_exp_show_and_remote(project, tmp_p
     ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
     assert set(ran) <= {"spec", "report"}, ran
 
+    # per-dataset budgets (spec_budget.py): an override for a dataset no run of the method trains on re-runs
+    # no training; one for svamp's stage 1 of cot5_se re-runs that run's chain alone, under the same name
+    p = yaml.load((proj / "params.yaml").read_text())
+    p["methods"]["cot5"]["datasets"] = {"cqa": {"stage2": {"steps": 2}}}
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(p, f)
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
+    ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
+    assert set(ran) <= {"spec", "report"}, ran  # the report reads `methods` as a whole
+    p["methods"]["cot5_se"]["datasets"] = {"svamp": {"stage1": {"steps": 2}}}
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(p, f)
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
+    ran = ran_stages(sh(["dvc", "repro"], proj).stdout)
+    assert sorted(ran) == sorted(["spec", f"stage1@{se}", f"stage2@{se}", f"evaluate@{se}", f"infer@{se}-sample2",
+                                  "report"]), ran
+    log1 = json.loads((proj / f"metrics/train/{se}/stage1.json").read_text())
+    assert (log1["steps"], log1["budget_steps"]) == (2, 2)
+    for m in ("cot5", "cot5_se"):
+        del p["methods"][m]["datasets"]
+    with open(proj / "params.yaml", "w") as f:
+        yaml.dump(p, f)
+    sh([sys.executable, "-m", "pipeline", "plan"], proj)
+    sh(["dvc", "repro"], proj)  # back to the defaults: restored from the run-cache
+    assert json.loads((proj / f"metrics/train/{se}/stage1.json").read_text())["steps"] == 3
+
     # the baseline of the experiments below (the quickstart's last line)
     sh(["git", "add", "-A"], proj)
     sh(["git", "commit", "-qm", "baseline"], proj)

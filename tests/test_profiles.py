@@ -29,6 +29,8 @@ SIZES = (
     "teachers.*.budget_usd",
     "methods.*.epochs",
     "methods.*.se_epochs",
+    "methods.*.datasets.*.steps",          # per-dataset budgets (spec_budget.py) and their selection cadence
+    "methods.*.datasets.*.select_every_steps",
     "train.max_steps",
     "train.max_input_length",
     "train.max_target_length",

@@ -282,9 +282,11 @@ class TrainSummary(RunDims):
     init: str = Field(description="'base' or the stage-1 checkpoint the stage started from")
     world_size: int = Field(ge=1, description="data-parallel processes")
     rows: int = Field(ge=0, description="training rows")
-    epochs: float = Field(ge=0)
+    epochs: float = Field(ge=0, description="epochs trained: the budget's, or those its steps make (a budget in steps)")
+    budget_steps: Optional[int] = Field(None, ge=1, description="the budget in optimiser steps (None: in epochs)")
     steps: int = Field(ge=0, description="optimiser steps")
     seconds: float = Field(ge=0, description="training time of this run (not counting steps before a resume)")
+    selection_seconds: float = Field(0.0, ge=0, description="of `seconds`, the time spent decoding the selection points")
     started_at: float = Field(description="stage start (Unix time, s): model loading, training, selection, saving")
     finished_at: float = Field(description="stage end (Unix time, s)")
     examples_per_s: Optional[float] = Field(ge=0)
@@ -350,10 +352,13 @@ def artifact_models() -> dict[str, type[BaseModel]]:
         "training_log": TrainingLog,
         "sample_set": SampleSet,
         "infer_metrics": InferMetrics,
+        "throughput": Throughput,
+        "forecast": Forecast,
     }
 
 
 from .records_infer import InferMetrics, SampleSet  # noqa: E402  (they build on Record and RunDims above)
+from .records_forecast import Forecast, Throughput  # noqa: E402
 
 
 def all_schemas() -> dict[str, dict]:

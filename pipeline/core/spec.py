@@ -14,6 +14,7 @@ from pydantic import Field, PrivateAttr, ValidationError, ValidationInfo, field_
 
 from .errors import PipelineError
 from .spec_base import SPLITS, Split, Strict
+from .spec_budget import Budget, DatasetBudget, resolve_budget
 from .spec_errors import did_you_mean, format_validation_error
 from .spec_infer import InferSpec
 from .spec_tables import StudentSpec, TableSpec, table_cells
@@ -156,6 +157,9 @@ class MethodSpec(Strict):
     self_evals: int = Field(0, ge=0)
     epochs: float = Field(gt=0, description="epochs of stage 2 (the CoT/label stage; the only stage of one-stage runs)")
     se_epochs: float = Field(0, ge=0, description="epochs of stage 1 (the self-evaluation stage of two-stage runs)")
+    datasets: dict[str, DatasetBudget] = Field(
+        default_factory=dict, description="per-dataset overrides of the training budget (spec_budget.py): a stage's "
+        "epochs or steps, and stage 2's selection cadence; the run's name stays the same")
 
     @model_validator(mode="after")
     def _consistent(self) -> "MethodSpec":
@@ -163,6 +167,9 @@ class MethodSpec(Strict):
             raise ValueError("self_evals needs cots >= 1 (it evaluates the teacher's CoTs)")
         if self.self_evals and not self.se_epochs:
             raise ValueError("se_epochs: must be > 0 when self_evals > 0")
+        for ds, b in self.datasets.items():
+            if b.stage1 is not None and not self.se_epochs:
+                raise ValueError(f"datasets.{ds}.stage1: this method has no stage 1 (se_epochs 0)")
         return self
 
 
@@ -196,6 +203,9 @@ class TrainSpec(Strict):
     paper_protocol: bool = Field(True, description="also score the test split at every selection point and report the best (the official code's selection), labelled as such")
     select_batch_size: int = Field(64, ge=1)
     select_max_new_tokens: int = Field(64, ge=1)
+    select_cap: bool = Field(True, description="decode each selection point's answers to the longest tokenised training "
+                             "label first, then only the rows still going to select_max_new_tokens: the same predictions "
+                             "(so the same selected step), fewer decoder steps")
     save_every_steps: int = Field(0, ge=0, description="resumable checkpoint cadence in steps (0: at each selection point)")
 
 
@@ -241,9 +251,18 @@ class Params(Strict):
         for ds, spec in self.datasets.items():
             for name, entry in spec.teachers.items():
                 self._resolved[ds, name] = resolve_teacher(self.teachers, ds, name, entry)
+        for name, m in self.methods.items():
+            for ds in m.datasets:
+                if ds not in self.datasets:
+                    raise ValueError(f"methods.{name}.datasets.{ds}: not a key of datasets{did_you_mean(ds, self.datasets)} "
+                                     f"(known: {', '.join(self.datasets)})")
         for name, t in self.tables.items():
             self._check_table(name, t)
         return self
+
+    def budget(self, method: str, dataset: str, stage: str) -> Budget:
+        """How long ``method``'s ``stage`` (stage1 | stage2) trains on ``dataset``: its override, else its defaults."""
+        return resolve_budget(self.methods[method], dataset, stage, self.train.select_every)
 
     def teacher(self, dataset: str, name: Optional[str] = None) -> Union[ReplayTeacher, OpenAITeacher, SimulatedTeacher]:
         """A dataset's teacher, settings merged (``name`` None: the dataset's default)."""

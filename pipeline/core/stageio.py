@@ -9,7 +9,7 @@ from .spec import SPLITS, DatasetSpec, Params
 
 # the artifact locations are defined once, in pipeline/paths.py; stages may import them from here
 __all__ = ["ASSEMBLED", "METRICS", "MODELS", "PREPARED", "QUARANTINE", "RESULTS", "TEACHER",
-           "dataset_spec", "method_spec", "read_prepared"]
+           "by_origin", "dataset_spec", "method_spec", "read_prepared"]
 
 
 def dataset_spec(params: Params, name: str) -> DatasetSpec:
@@ -32,3 +32,12 @@ def read_prepared(dataset: str, splits=SPLITS) -> dict[str, list[Example]]:
         p = PREPARED / dataset / f"{split}.jsonl"
         out[split] = read_records(p, Example) if p.exists() else []
     return out
+
+
+def by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[Example]]:
+    """Examples grouped by their source split, in source order (the order the teacher plans in)."""
+    out: dict[str, list[Example]] = {}
+    for split in SPLITS:
+        for ex in prepared[split]:
+            out.setdefault(ex.origin, []).append(ex)
+    return {origin: sorted(exs, key=lambda e: e.index) for origin, exs in out.items()}

@@ -5,17 +5,64 @@ row hooks (``from_hub_row``, ``from_local_row``, ``id_parts``); tasks know nothi
 """
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
+
+from ..core.artifacts import parse_model
 from ..core.errors import PipelineError
 from ..core.paths import resolve_data_path
-from ..core.spec import HubSource, LocalSource, SyntheticSource
+from ..core.records import Example
+from ..core.spec import SPLITS, DatasetSpec, HubSource, LocalSource, SyntheticSource
 from ..tasks import Task
-from ..tasks.base import text_id
+from ..tasks.base import duplicate_questions, text_id
 from .hub import load_hub
 from .local import read_source_file
 from .manifest import Loaded, apply_manifest
 from .synthetic import generate
 
-__all__ = ["Loaded", "assign_ids", "load", "load_source", "load_splits"]
+__all__ = ["Canonical", "Loaded", "assign_ids", "canonical", "load", "load_source", "load_splits"]
+
+FIELDS = ("id", "question", "premise", "choices", "label")  # what a task's source row gives an Example
+
+
+@dataclass
+class Canonical:
+    """A dataset's canonical examples per split (what ``prepare`` writes), and how they were made."""
+
+    splits: dict[str, list[Example]]
+    loaded: Loaded
+    duplicates: int  # repeated questions among the source rows (after the manifest, before the carve)
+    carved: bool  # the validation split was carved from train
+
+
+def canonical(task: Task, spec: DatasetSpec, dataset: str) -> Canonical:
+    """The dataset's examples per split: the source (re-split by its manifest), a seeded validation
+    split carved by question from train when the source has none, and the split limits."""
+    loaded = load_source(task, spec.source)
+    splits: dict[str, list[Example]] = {s: [] for s in SPLITS}
+    for origin, rows in loaded.splits.items():
+        for i, r in enumerate(rows):
+            row = {k: r[k] for k in FIELDS if k in r}
+            splits[origin].append(parse_model(Example, {**row, "split": origin, "origin": origin, "index": i},
+                                              f"{dataset}: source split {origin!r}, row {i}"))
+    duplicates = duplicate_questions(task, splits)
+    carved = bool(splits["train"]) and not splits["valid"]
+    if carved:
+        # by question: the copies of a repeated question stay on one side (without repeats, one
+        # group per row, in row order: the same split as shuffling the rows)
+        train = splits["train"]
+        groups: dict[str, list[int]] = {}
+        for i, ex in enumerate(train):
+            groups.setdefault(task.match_key(ex), []).append(i)
+        order = list(groups.values())
+        random.Random(spec.valid.seed).shuffle(order)
+        n_valid = max(1, round(len(order) * spec.valid.fraction))
+        valid_idx = {i for group in order[:n_valid] for i in group}
+        splits["valid"] = [ex.model_copy(update={"split": "valid"}) for i, ex in enumerate(train) if i in valid_idx]
+        splits["train"] = [ex for i, ex in enumerate(train) if i not in valid_idx]
+    for split, n in spec.limit.items():
+        splits[split] = splits[split][:n]
+    return Canonical(splits, loaded, duplicates, carved)
 
 
 def load(task: Task, source: HubSource | LocalSource | SyntheticSource) -> dict[str, list[dict]]:

@@ -17,20 +17,11 @@ from pathlib import Path
 from ..core.artifacts import parse_model, read_model, write_jsonl, write_model, write_records
 from ..core.errors import PipelineError
 from ..core.paths import METRICS, PREPARED, QUARANTINE, TEACHER
-from ..core.records import (Example, PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics,
+from ..core.records import (PrepareMetrics, TeacherRecord, TeacherUsage, TeachMetrics, TeachSplitMetrics,
                             VerdictCounts)
 from ..core.spec import SPLITS, OpenAITeacher, Params, SimulatedTeacher
 from ..tasks import get_task
-from ..core.stageio import dataset_spec, read_prepared
-
-
-def _by_origin(prepared: dict[str, list[Example]]) -> dict[str, list[Example]]:
-    """Examples grouped by their source split, in source order (the order the teacher plans in)."""
-    by_origin: dict[str, list[Example]] = {}
-    for split in SPLITS:
-        for ex in prepared[split]:
-            by_origin.setdefault(ex.origin, []).append(ex)
-    return {origin: sorted(exs, key=lambda e: e.index) for origin, exs in by_origin.items()}
+from ..core.stageio import by_origin, dataset_spec, read_prepared
 
 
 def paths(dataset: str, teacher: str) -> tuple[Path, Path]:
@@ -44,7 +35,7 @@ def run(params: Params, dataset: str, teacher: str) -> TeachMetrics:
     task = get_task(spec.task)
     prepared = read_prepared(dataset)
     prep_metrics = read_model(METRICS / "prepare" / f"{dataset}.json", PrepareMetrics)
-    by_origin = _by_origin(prepared)
+    origins = by_origin(prepared)
     out_dir, metrics_path = paths(dataset, teacher)
     base = dict(dataset=dataset, teacher=teacher, description=t.description, backend=t.backend)
 
@@ -53,26 +44,26 @@ def run(params: Params, dataset: str, teacher: str) -> TeachMetrics:
         from ..teacher.openai import TeacherStopped, generate
 
         try:
-            out = generate(dataset, task, t, by_origin, name=teacher)
+            out = generate(dataset, task, t, origins, name=teacher)
         except TeacherStopped as stop:  # the budget summary is what the user needs most here
             usage = parse_model(TeacherUsage, stop.usage, f"teach {dataset}/{teacher}: usage of the stopped teacher")
             write_model(metrics_path, TeachMetrics(**base, splits={}, usage=usage, stopped=str(stop)))
             raise
-        recs_by_origin, unmatched = out.records, {split: 0 for split in by_origin}
+        recs_by_origin, unmatched = out.records, {split: 0 for split in origins}
         quarantine = out.quarantine
         usage = parse_model(TeacherUsage, out.usage, f"teach {dataset}/{teacher}: usage of the {t.backend} teacher")
         selected = False
     elif isinstance(t, SimulatedTeacher):
         from ..teacher.simulated import simulate
 
-        sim = simulate(task, t, by_origin)
-        recs_by_origin, unmatched, error_kinds = sim.records, {split: 0 for split in by_origin}, sim.error_kinds
+        sim = simulate(task, t, origins)
+        recs_by_origin, unmatched, error_kinds = sim.records, {split: 0 for split in origins}, sim.error_kinds
         usage = parse_model(TeacherUsage, sim.usage, f"teach {dataset}/{teacher}: usage of the {t.backend} teacher")
         selected = False
     else:
         from ..teacher.replay import replay
 
-        recs_by_origin, unmatched = replay(task, t, by_origin, prep_metrics.source_rows)
+        recs_by_origin, unmatched = replay(task, t, origins, prep_metrics.source_rows)
         selected = any(src.selected == "correct" for src in t.sources)
 
     # the backends return plain records (by source split): typed here, in the split each question is in
@@ -105,7 +96,7 @@ def estimate(params: Params, dataset: str, teacher: str) -> None:
         raise PipelineError(f"{PREPARED / dataset}: not found; run `python -m pipeline prepare --dataset {dataset}` first")
     from ..teacher.openai import estimate_lines
 
-    for line in estimate_lines(dataset, get_task(spec.task), t, _by_origin(read_prepared(dataset)), name=teacher):
+    for line in estimate_lines(dataset, get_task(spec.task), t, by_origin(read_prepared(dataset)), name=teacher):
         print(line)
 
 

@@ -15,19 +15,43 @@ from .batches import PREDICT
 
 @torch.no_grad()
 def decode(model, tok, texts: list[str], batch_size: int, max_new_tokens: int, max_input: int,
-           device: str, prefix: str = PREDICT, desc: str | None = None) -> list[str]:
-    """Batched greedy decoding with the KV cache, in length-sorted batches (little padding)."""
+           device: str, prefix: str = PREDICT, desc: str | None = None, cap: int | None = None) -> list[str]:
+    """Batched greedy decoding with the KV cache, in length-sorted batches (little padding).
+
+    ``cap`` (< ``max_new_tokens``): decode every row to at most ``cap`` tokens, then decode again, to
+    ``max_new_tokens``, only the rows that reached ``cap`` without ending. The result is the uncapped
+    decoding's (greedy decoding is a function of the input), while a batch no longer waits for its
+    one long row: selection decodes with ``cap`` = the longest training label."""
+    if cap is not None and cap < max_new_tokens:
+        out, unfinished = _greedy(model, tok, texts, batch_size, cap, max_input, device, prefix, desc)
+        if unfinished:
+            rest, _ = _greedy(model, tok, [texts[i] for i in unfinished], batch_size, max_new_tokens, max_input, device,
+                              prefix, None)
+            for i, t in zip(unfinished, rest):
+                out[i] = t
+        return out
+    return _greedy(model, tok, texts, batch_size, max_new_tokens, max_input, device, prefix, desc)[0]
+
+
+def _greedy(model, tok, texts, batch_size, max_new_tokens, max_input, device, prefix, desc) -> tuple[list[str], list[int]]:
+    """The decoded texts, and the indices of the rows that ended without an end of sequence."""
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     out: list = [None] * len(texts)
+    unfinished: list[int] = []
+    eos = model.generation_config.eos_token_id
+    eos = torch.tensor(eos if isinstance(eos, list) else [eos])
     it = range(0, len(order), batch_size)
     for s in (tqdm(it, desc=desc, dynamic_ncols=True, mininterval=1.0) if desc else it):
         idx = order[s : s + batch_size]
         enc = tok([prefix + texts[i] for i in idx], max_length=max_input, truncation=True, padding=True, return_tensors="pt").to(device)
         gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True)
-        for i, t in zip(idx, tok.batch_decode(gen, skip_special_tokens=True)):
+        ended = torch.isin(gen, eos.to(gen.device)).any(dim=1).tolist()
+        for i, t, done in zip(idx, tok.batch_decode(gen, skip_special_tokens=True), ended):
             out[i] = t.strip()
-    return out
+            if not done:
+                unfinished.append(i)
+    return out, sorted(unfinished)
 
 
 def _batches(n: int, batch_size: int, desc: str | None):

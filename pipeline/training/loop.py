@@ -11,7 +11,8 @@ consumes one global batch; ``grad_accum`` micro-steps make an optimiser step (an
 straddle an epoch boundary). So after ``step`` optimiser steps every rank has consumed exactly
 ``step * grad_accum`` global batches, i.e. ``step * grad_accum / n_batches`` epochs: the step is the
 one counter every decision (evaluate, save, stop) is taken from, identical on all ranks and saved in
-the resume state. ``total_steps = ceil(n_batches * epochs / grad_accum)``, capped by ``max_steps``.
+the resume state. ``total_steps = ceil(n_batches * epochs / grad_accum)`` (or ``steps`` when the budget is
+in steps), capped by ``max_steps``.
 
 Data parallel. Rank ``r`` of ``world`` takes a contiguous slice of each global batch, the sizes as
 even as possible (``n // world``, plus one for the first ``n % world`` ranks): across ranks every
@@ -61,6 +62,7 @@ from tqdm.auto import tqdm
 from ..student.batches import Encoded, collate, length_grouped_batches
 from ..student.distributed import dist_info, init_distributed, rank_slice
 from .loss import multitask_loss
+from .schedule import selection_steps
 
 
 def _say(msg: str) -> None:
@@ -75,7 +77,7 @@ class LoopConfig:
     batch_size: int  # per rank: a micro-step takes world * batch_size rows
     grad_accum: int
     alpha: float
-    epochs: float
+    epochs: Optional[float]  # the stage's length: epochs, or `steps` optimiser steps when set
     max_steps: Optional[int]
     weight_decay: float
     seed: int
@@ -84,6 +86,8 @@ class LoopConfig:
     forward: str = "separate"  # separate | joint
     log_every: int = 10
     eval_every: float = 1.0  # epochs between selection evaluations (0 = only at the end)
+    eval_every_steps: Optional[int] = None  # optimiser steps between selection evaluations (instead of eval_every)
+    steps: Optional[int] = None  # the stage's length in optimiser steps (instead of epochs)
     save_every_steps: int = 0  # resumable checkpoint cadence (0 = at evaluations only)
 
 
@@ -102,6 +106,7 @@ class LoopResult:
     steps: int = 0
     seconds: float = 0.0
     examples: int = 0  # rows trained on in this run (all ranks together; not counting steps before a resume)
+    select_seconds: float = 0.0  # of ``seconds``, the time in selection evaluations (rank 0)
     best: Optional[dict] = None
     best_test: Optional[dict] = None
     resumed_from_step: int = 0
@@ -112,18 +117,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def selection_steps(eval_every: float, n_batches: int, grad_accum: int, total_steps: int) -> list[int]:
-    """The optimiser steps after which the loop evaluates: the first step reaching each selection
-    point ``k * eval_every`` epochs (``step * grad_accum / n_batches`` epochs are done after
-    ``step``), none beyond ``total_steps``, and ``total_steps`` itself, once."""
-    steps = {total_steps}
-    if eval_every > 0:
-        per = eval_every * n_batches  # global batches between selection points
-        points = lambda s: math.floor(s * grad_accum / per + 1e-9)  # noqa: E731  (points reached after step s)
-        steps.update(s for s in range(1, total_steps + 1) if points(s) > points(s - 1))
-    return sorted(steps)
 
 
 def fingerprint(*parts) -> str:
@@ -160,11 +153,11 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
     ga = cfg.grad_accum
     global_bs = world * cfg.batch_size
     n_batches = math.ceil(len(enc) / global_bs)  # global batches per epoch
-    total_steps = max(1, math.ceil(n_batches * cfg.epochs / ga))
+    total_steps = cfg.steps if cfg.steps else max(1, math.ceil(n_batches * cfg.epochs / ga))
     if cfg.max_steps:
         total_steps = min(total_steps, cfg.max_steps)
     has_eval = evaluator is not None and evaluator.valid is not None
-    eval_at = set(selection_steps(cfg.eval_every, n_batches, ga, total_steps)) if has_eval else set()
+    eval_at = set(selection_steps(cfg.eval_every, n_batches, ga, total_steps, cfg.eval_every_steps)) if has_eval else set()
     opt_kw = {"fused": True} if on_cuda else {}
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **opt_kw)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total_steps))
@@ -219,6 +212,7 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
         """Called at the same steps on every rank: rank 0 evaluates, the others wait for it."""
         nonlocal best_state
         if rank == 0:
+            t_eval = time.perf_counter()
             core.eval()
             with autocast():
                 v = evaluator.valid(core)
@@ -231,6 +225,7 @@ def train(model, enc: Encoded, cfg: LoopConfig, pad_id: int, evaluator: Evaluato
                 best_state = {k: t_.detach().to("cpu", copy=True) for k, t_ in core.state_dict().items()}
             if t is not None and (res.best_test is None or t > res.best_test["test_accuracy"]):
                 res.best_test = e
+            res.select_seconds += time.perf_counter() - t_eval
             _say(f"[{desc}] step {step}: valid {v:.4f}" + ("" if t is None else f", test {t:.4f}"))
         if world > 1:
             dist.barrier()

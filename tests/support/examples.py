@@ -3,7 +3,7 @@ from a few fields, or from the source rows that ``pipeline.sources.load`` gives.
 from __future__ import annotations
 
 from pipeline.core.records import Example
-from pipeline.stages.prepare import FIELDS  # what a source row gives an Example
+from pipeline.sources import FIELDS  # what a source row gives an Example
 
 
 def example(question: str = "q", label: str = "x", **fields) -> Example:

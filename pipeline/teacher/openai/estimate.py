@@ -4,6 +4,8 @@ key is set, the endpoint's model list (free: ``GET /models``); sends no completi
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 from ...core.spec import SPLITS, OpenAITeacher
 from ...core.records import Example
@@ -17,17 +19,49 @@ from .plan import MAX_N, Planner, load_cached, slot_of
 from .tokens import message_tokens, token_method
 
 
-def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[Example]],
-                   name: str = "teacher") -> list[str]:
-    """The estimate, as the lines the CLI prints. It never raises for the model check: when the
-    endpoint's model list lacks ``t.model`` (or refuses the key), the FIRST line is a ``warning: ...``
-    saying so and what to change (the estimate still prices the model, and the CLI exits 0); when the
-    check cannot be made (no key, no connection, no model list), a ``model check:`` line says why."""
+@dataclass
+class Estimate:
+    """What the teach stage would send for one (dataset, teacher): requests, samples and tokens, and what the
+    journal already holds (``use_journal=False``: nothing, i.e. the whole bill from scratch)."""
+
+    questions: dict[str, int]  # split -> questions with CoTs
+    req_cot: int
+    req_se: int
+    n_cot: int  # samples to send
+    n_se: int
+    prompt_tokens: int
+    completion_max: int
+    mean_cot: Optional[float]
+    mean_se: Optional[float]
+    cached_cot: int
+    cached_se: int
+    want_cot: int
+    future: int  # CoTs not answered yet whose self-evaluations are counted as if parseable
+    skipped: int
+    use_n: bool
+    n_ok: Optional[bool]
+    spent: dict
+    spent_all: float
+    uncertain: dict
+    teacher: OpenAITeacher
+
+    @property
+    def requests(self) -> int:
+        return self.req_cot + self.req_se
+
+    @property
+    def usd_max(self) -> float:
+        """The cost if every sample ran to max_tokens."""
+        return cost_usd(self.teacher, self.prompt_tokens, self.completion_max)
+
+
+def estimate(task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[Example]], use_journal: bool = True) -> Estimate:
+    """The numbers of the estimate (``use_journal=False``: as if nothing were cached or spent)."""
     examples = [ex for exs in examples_by_origin.values() for ex in exs]
     endpoint = endpoint_url(t)
     planner = Planner(task, t, endpoint)
     jpath = journal_path(t.journal)
-    journal = Journal(jpath) if jpath.exists() else None
+    journal = Journal(jpath) if use_journal and jpath.exists() else None
     try:
         cot_groups, cot_of = planner.cot_slots(examples)
         load_cached(journal, cot_groups)
@@ -80,12 +114,29 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     cached_cot = sum(g.cached() for g in cot_groups.values())
     cached_se = sum(g.cached() for g in se_groups.values())
 
+    return Estimate(q_by_split, req_cot, req_se, n_cot, n_se, prompt_tokens, completion_max, mean_cot, mean_se,
+                    cached_cot, cached_se, sum(g.want for g in cot_groups.values()), future, skipped, use_n, n_ok, spent,
+                    spent_all, uncertain, teacher=t)
+
+
+def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origin: dict[str, list[Example]],
+                   name: str = "teacher") -> list[str]:
+    """The estimate, as the lines the CLI prints. It never raises for the model check: when the
+    endpoint's model list lacks ``t.model`` (or refuses the key), the FIRST line is a ``warning: ...``
+    saying so and what to change (the estimate still prices the model, and the CLI exits 0); when the
+    check cannot be made (no key, no connection, no model list), a ``model check:`` line says why."""
+    e = estimate(task, t, examples_by_origin)
+    endpoint = endpoint_url(t)
+    (q_by_split, req_cot, req_se, n_cot, n_se, prompt_tokens, completion_max, mean_cot, mean_se, cached_cot, cached_se,
+     future, skipped, use_n, n_ok, spent, spent_all, uncertain) = (
+        e.questions, e.req_cot, e.req_se, e.n_cot, e.n_se, e.prompt_tokens, e.completion_max, e.mean_cot, e.mean_se,
+        e.cached_cot, e.cached_se, e.future, e.skipped, e.use_n, e.n_ok, e.spent, e.spent_all, e.uncertain)
     warning, check_line = estimate_check(t, name, dataset)
     out = [f"estimate {dataset}: teacher {name}, {t.model} at {endpoint}; questions with CoTs: "
            f"{', '.join(f'{s} {n}' for s, n in q_by_split.items() if n) or 'none'}; k={t.cots} CoTs, "
            f"m={t.self_evals} self-evaluations per CoT ({', '.join(t.self_eval_splits) or 'no'} splits)",
            f"  CoTs:             to send {req_cot} requests for {n_cot} samples "
-           f"({cached_cot} of {sum(g.want for g in cot_groups.values())} cached)",
+           f"({cached_cot} of {e.want_cot} cached)",
            f"  self-evaluations: to send {req_se} requests for {n_se} samples ({cached_se} cached; "
            f"{future} CoTs not answered yet, assumed parseable; {skipped} unparseable CoTs skipped)"]
     note = "" if use_n else " (one request per sample)"
