@@ -87,9 +87,11 @@ def test_stated_sizes_scale_rows_and_the_teachers_tokens(proj):
     (st,) = [r for r in fc["runs"] if r["run"] == RUN][0]["stages"]
     assert st["rows"] == 12 and st["steps"] == 6
     (t0,), (t1,) = base["teachers"], fc["teachers"]
-    factor = (12 + 3) / (6 + 3)  # the teacher's splits: train and test
-    assert t1["prompt_tokens"] == round(t0["prompt_tokens"] * factor)
-    assert "scaled" in t1["note"]
+    # split by split: a train question costs 1 CoT request (n=2) and 2 self-evaluation requests (n=2 each), a
+    # test question (no self-evaluations) its CoT request only
+    assert (t0["requests"], t1["requests"]) == (6 * 3 + 3, 12 * 3 + 3)
+    assert (t0["samples"], t1["samples"]) == (6 * 6 + 3 * 2, 12 * 6 + 3 * 2)
+    assert "scaled" in t1["note"] and "train x2.000" in t1["note"] and "scaled" not in t0["note"]
 
 
 def test_limits_refuse_in_one_line_and_keep_the_forecast(proj):
@@ -123,6 +125,7 @@ def test_a_calibration_for_another_student_or_device_is_one_line(proj, change, e
 
 @pytest.mark.parametrize("args,expected", [
     (("--sizes", "gsm8k:train=5"), "--sizes: 'gsm8k' is not a key of datasets (known: svamp)"),
+    (("--sizes", "svamp"), "--sizes: 'svamp' is not <dataset>:<split>=<count>,..."),
     (("--sizes", "svamp:dev=5"), "--sizes: 'dev=5' in 'svamp:dev=5' is not <split>=<count> (train, valid or test)"),
     (("--device", "tpu"), "--device: 'tpu' is not cpu or cuda"),
     (("--max-usd", "lots"), "--max-usd: 'lots' is not a number"),

@@ -19,8 +19,8 @@ class Throughput(Record):
     precision: Literal["fp32", "bf16"]
     parameters: Optional[int] = Field(None, ge=0)
     train_examples_per_s: float = Field(gt=0, description="multi-task training rows per second (predict: + explain: halves)")
-    answer_decodes_per_s: float = Field(gt=0, description="greedy answer decodes per second (select_max_new_tokens)")
-    rationale_decodes_per_s: float = Field(gt=0, description="rationale decodes per second (rationale_max_new_tokens)")
+    answer_decodes_per_s: float = Field(gt=0, description="greedy answer decodes per second (at the lengths `lengths` says)")
+    rationale_decodes_per_s: float = Field(gt=0, description="greedy rationale decodes per second (at the lengths `lengths` says)")
     lengths: str = Field(description="the rows' lengths the figures were measured at")
     source: Literal["measured", "assumed"]
     measured: str = Field(description="where and when it was measured (or, for an assumed figure, how it was derived)")

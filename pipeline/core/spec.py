@@ -204,8 +204,8 @@ class TrainSpec(Strict):
     select_batch_size: int = Field(64, ge=1)
     select_max_new_tokens: int = Field(64, ge=1)
     select_cap: bool = Field(True, description="decode each selection point's answers to the longest tokenised training "
-                             "label first, then only the rows still going to select_max_new_tokens: the same predictions "
-                             "(so the same selected step), fewer decoder steps")
+                             "label first, then only the rows still going to select_max_new_tokens: the uncapped predictions "
+                             "(up to floating-point differences of batch shape), so the same selected step, in fewer decoder steps")
     save_every_steps: int = Field(0, ge=0, description="resumable checkpoint cadence in steps (0: at each selection point)")
 
 

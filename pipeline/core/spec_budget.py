@@ -78,12 +78,6 @@ class Budget:
         total = self.steps if self.steps is not None else max(1, math.ceil(n_batches * self.epochs / grad_accum))
         return min(total, max_steps) if max_steps else total
 
-    def cadence_epochs(self, n_batches: int, grad_accum: int) -> float:
-        """The selection cadence in epochs (the loop counts selection points in epochs)."""
-        if self.select_every_steps is not None:
-            return self.select_every_steps * grad_accum / n_batches
-        return self.select_every or 0.0
-
 
 def resolve_budget(method, dataset: str, stage: str, default_select_every: float) -> Budget:
     """The budget of ``method``'s ``stage`` (stage1 | stage2) on ``dataset``: its override, else its defaults."""

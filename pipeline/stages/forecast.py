@@ -7,9 +7,9 @@ per table and for the profile, printed and written to ``reports/forecast.json`` 
 
 - **Counts.** The questions are the dataset's canonical examples (the ``prepare`` logic, in memory:
   the source is loaded, split and limited exactly as the stage would). ``--sizes`` states a dataset's
-  question counts instead (a dataset not loaded in full here, e.g. ANLI's Hub splits on a machine
-  without the Hub): its teacher tokens are then those of the loaded questions, scaled. Every teacher
-  output is counted as parseable (the rows are an upper bound).
+  question counts instead (a source that loads only in part here, e.g. a local copy of ANLI's dev set
+  standing in for its Hub splits): its teacher tokens are then those of the loaded questions, scaled
+  split by split. Every teacher output is counted as parseable (the rows are an upper bound).
 - **Time** is ``examples / train_examples_per_s + decodes / decodes_per_s`` for each student, from
   its ``Throughput`` on the device: ``benchmarks/calibration/*.json`` (``bench_train.py --calibrate``
   writes one) or ``--calibration FILE``. Each figure says whether it was measured, and where.
@@ -27,8 +27,8 @@ from ..core.errors import PipelineError
 from ..core.paths import project_root
 from ..core.records_forecast import (Forecast, RunForecast, StageForecast, TableForecast, TeacherForecast,
                                      Throughput)
-from ..core.spec import OpenAITeacher, Params
-from ..core.spec_budget import Budget
+from ..core.spec import SPLITS, OpenAITeacher, Params
+from ..core.spec_budget import Budget, budget_keys
 from ..core.stageio import by_origin
 from ..runs import Plan, Run, teachings
 from ..sources import canonical
@@ -44,8 +44,10 @@ def parse_sizes(text: Optional[str], params: Params) -> dict[str, dict[str, int]
     """``svamp:train=720,valid=80,test=200;anli1:train=16946`` -> {dataset: {split: n}}."""
     out: dict[str, dict[str, int]] = {}
     for part in filter(None, (text or "").split(";")):
-        ds, _, counts = part.partition(":")
+        ds, colon, counts = part.partition(":")
         ds = ds.strip()
+        if not colon:
+            raise PipelineError(f"--sizes: {part!r} is not <dataset>:<split>=<count>,...")
         if ds not in params.datasets:
             raise PipelineError(f"--sizes: {ds!r} is not a key of datasets (known: {', '.join(params.datasets)})")
         for item in filter(None, counts.split(",")):
@@ -80,9 +82,7 @@ def load_throughputs(params: Params, device: str, calibration: Optional[Path]) -
 
 # ----------------------------------------------------------------------------------------------- counting
 def _budget_text(b: Budget, params: Params, run: Run, stage: str) -> str:
-    over = params.methods[run.method].datasets.get(run.dataset)
-    where = f"methods.{run.method}.datasets.{run.dataset}.{stage}" if over is not None and getattr(over, stage) else \
-        f"methods.{run.method}.{'se_epochs' if stage == 'stage1' else 'epochs'}"
+    where = budget_keys(params.methods[run.method], run.method, run.dataset, True)[f"{stage}_length"]
     return (f"{b.steps:,} steps" if b.steps is not None else f"{b.epochs:g} epochs") + f" ({where})"
 
 
@@ -127,7 +127,9 @@ def run_forecast(params: Params, plan: Plan, run: Run, q: dict[str, int], th: Op
                        rationale_decodes=rationales, hours=hours)
 
 
-def teacher_forecast(params: Params, ds: str, name: str, examples, scale: dict[str, float]) -> TeacherForecast:
+def teacher_forecast(params: Params, ds: str, name: str, examples: dict, scale: dict[str, float]) -> TeacherForecast:
+    """The teacher's bill from scratch (no journal), split by split: a train or valid question costs its CoTs
+    and their self-evaluations, a test question its CoTs only, so each split is scaled by its own stated size."""
     t = params.teacher(ds, name)
     teaching = f"{ds}-{name}"
     if not isinstance(t, OpenAITeacher):
@@ -136,18 +138,21 @@ def teacher_forecast(params: Params, ds: str, name: str, examples, scale: dict[s
                                note=f"{t.backend}: no requests (outputs {'replayed' if t.backend == 'replay' else 'simulated'})")
     from ..teacher.openai.estimate import estimate
 
-    e = estimate(get_task(params.datasets[ds].task), t, by_origin(examples), use_journal=False)
-    # scaled by the stated sizes: every split of the teacher in proportion (the mean question stays the same)
-    f = _scale_factor(e.questions, scale)
-    return TeacherForecast(teaching=teaching, backend=t.backend, model=t.model, requests=round(e.requests * f),
-                           samples=round((e.n_cot + e.n_se) * f), prompt_tokens=round(e.prompt_tokens * f),
-                           completion_tokens_max=round(e.completion_max * f), usd_max=round(e.usd_max * f, 2),
-                           note="" if f == 1 else f"scaled x{f:.3f} from the {sum(e.questions.values())} loaded questions")
-
-
-def _scale_factor(loaded: dict[str, int], scale: dict[str, float]) -> float:
-    total = sum(loaded.values())
-    return sum(n * scale.get(s, 1.0) for s, n in loaded.items()) / total if total else 1.0
+    task = get_task(params.datasets[ds].task)
+    parts = [(estimate(task, t, by_origin({s: examples[s] if s == split else [] for s in SPLITS}), use_journal=False),
+              scale.get(split, 1.0)) for split in SPLITS if examples[split]]
+    total = lambda f: sum(f(e) * k for e, k in parts)  # noqa: E731
+    notes = []
+    if any(k != 1 for _, k in parts):
+        notes.append("scaled from the loaded questions, split by split (" +
+                     ", ".join(f"{s} x{scale[s]:.3f}" for s in SPLITS if scale.get(s, 1.0) != 1) + ")")
+    if parts and all(e.use_n and e.n_ok is None for e, _ in parts):
+        notes.append(f"with n per request; {round(total(lambda e: e.n_cot + e.n_se)):,} requests if the endpoint ignores n "
+                     "(and prompt tokens in proportion)")
+    return TeacherForecast(teaching=teaching, backend=t.backend, model=t.model, requests=round(total(lambda e: e.requests)),
+                           samples=round(total(lambda e: e.n_cot + e.n_se)), prompt_tokens=round(total(lambda e: e.prompt_tokens)),
+                           completion_tokens_max=round(total(lambda e: e.completion_max)),
+                           usd_max=round(total(lambda e: e.usd_max), 2), note="; ".join(notes))
 
 
 # ----------------------------------------------------------------------------------------------- the plan
@@ -163,6 +168,10 @@ def run(params: Params, plan: Plan, sizes: Optional[str] = None, device: Optiona
         examples[ds] = c.splits
         loaded = {s: len(v) for s, v in c.splits.items()}
         questions[ds] = {**loaded, **stated.get(ds, {})}
+        for split in stated.get(ds, {}):
+            if not loaded[split]:
+                raise PipelineError(f"--sizes: {ds} {split}: none of its questions loaded here, so there is nothing to "
+                                    "scale the teacher's tokens from")
         scale[ds] = {s: questions[ds][s] / n for s, n in loaded.items() if n}
         sizes_from[ds] = ("--sizes (stated), teacher tokens scaled from the loaded questions" if ds in stated
                           else f"the source, loaded: {getattr(spec.source, 'id', None) or spec.source.kind}")
