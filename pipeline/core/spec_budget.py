@@ -27,6 +27,12 @@ from pydantic import Field, model_validator
 from .spec_base import Strict
 
 
+def _not_both(model, a: str, b: str):
+    if getattr(model, a) is not None and getattr(model, b) is not None:
+        raise ValueError(f"set {a} or {b}, not both")
+    return model
+
+
 class StageBudget(Strict):
     """One stage's training length on one dataset: epochs or optimiser steps (``train.max_steps`` still caps it)."""
 
@@ -35,9 +41,7 @@ class StageBudget(Strict):
 
     @model_validator(mode="after")
     def _one_length(self) -> "StageBudget":
-        if self.epochs is not None and self.steps is not None:
-            raise ValueError("set epochs or steps, not both")
-        return self
+        return _not_both(self, "epochs", "steps")
 
     @property
     def sets_length(self) -> bool:
@@ -52,9 +56,7 @@ class SelectingBudget(StageBudget):
 
     @model_validator(mode="after")
     def _one_cadence(self) -> "SelectingBudget":
-        if self.select_every is not None and self.select_every_steps is not None:
-            raise ValueError("set select_every or select_every_steps, not both")
-        return self
+        return _not_both(self, "select_every", "select_every_steps")
 
 
 class DatasetBudget(Strict):

@@ -86,6 +86,12 @@ def _budget_text(b: Budget, params: Params, run: Run, stage: str) -> str:
     return (f"{b.steps:,} steps" if b.steps is not None else f"{b.epochs:g} epochs") + f" ({where})"
 
 
+def _n_eval(params: Params, q: dict[str, int]) -> int:
+    """The questions the student is scored on: the evaluation split, up to ``evaluate.limit``."""
+    ev = params.evaluate
+    return min(q[ev.split], ev.limit) if ev.limit else q[ev.split]
+
+
 def stage_forecast(params: Params, run: Run, stage: str, q: dict[str, int]) -> StageForecast:
     t = params.train
     se_splits = getattr(params.teacher(run.dataset, run.teacher), "self_eval_splits", ["train"]) \
@@ -102,7 +108,7 @@ def stage_forecast(params: Params, run: Run, stage: str, q: dict[str, int]) -> S
         decodes = q["valid"] * run.cots * run.self_evals if "valid" in se_splits else 0  # the verdict agreement
     else:
         points = len(selection_steps(b.select_every or 0.0, n_batches, t.grad_accum, steps, b.select_every_steps))
-        per_point = q["valid"] + (min(q[params.evaluate.split], params.evaluate.limit or 10**12) if t.paper_protocol else 0)
+        per_point = q["valid"] + (_n_eval(params, q) if t.paper_protocol else 0)
         decodes = points * per_point
     return StageForecast(stage=stage, rows=rows, budget=_budget_text(b, params, run, stage), steps=steps,
                          examples=steps * t.batch_size * t.grad_accum, selection_points=points, decodes=decodes)
@@ -110,10 +116,9 @@ def stage_forecast(params: Params, run: Run, stage: str, q: dict[str, int]) -> S
 
 def run_forecast(params: Params, plan: Plan, run: Run, q: dict[str, int], th: Optional[Throughput]) -> RunForecast:
     stages = ([stage_forecast(params, run, "stage1", q)] if run.two_stage else []) + [stage_forecast(params, run, "stage2", q)]
-    ev = params.evaluate
-    n_test = min(q[ev.split], ev.limit or 10**12)
+    n_test = _n_eval(params, q)
     answers = sum(s.decodes for s in stages) + n_test
-    rationales = n_test if ev.keep_rationales and run.cots else 0  # a label-only student has no rationale
+    rationales = n_test if params.evaluate.keep_rationales and run.cots else 0  # a label-only student has no rationale
     for inf in plan.inferences.values():  # the sampled modes: k rationales and answers per question
         if inf.run == run:
             answers += inf.k * n_test
@@ -147,10 +152,10 @@ def teacher_forecast(params: Params, ds: str, name: str, examples: dict, scale: 
         notes.append("scaled from the loaded questions, split by split (" +
                      ", ".join(f"{s} x{scale[s]:.3f}" for s in SPLITS if scale.get(s, 1.0) != 1) + ")")
     if parts and all(e.use_n and e.n_ok is None for e, _ in parts):
-        notes.append(f"with n per request; {round(total(lambda e: e.n_cot + e.n_se)):,} requests if the endpoint ignores n "
+        notes.append(f"with n per request; {round(total(lambda e: e.samples)):,} requests if the endpoint ignores n "
                      "(and prompt tokens in proportion)")
     return TeacherForecast(teaching=teaching, backend=t.backend, model=t.model, requests=round(total(lambda e: e.requests)),
-                           samples=round(total(lambda e: e.n_cot + e.n_se)), prompt_tokens=round(total(lambda e: e.prompt_tokens)),
+                           samples=round(total(lambda e: e.samples)), prompt_tokens=round(total(lambda e: e.prompt_tokens)),
                            completion_tokens_max=round(total(lambda e: e.completion_max)),
                            usd_max=round(total(lambda e: e.usd_max), 2), note="; ".join(notes))
 

@@ -50,6 +50,10 @@ class Estimate:
         return self.req_cot + self.req_se
 
     @property
+    def samples(self) -> int:
+        return self.n_cot + self.n_se
+
+    @property
     def usd_max(self) -> float:
         """The cost if every sample ran to max_tokens."""
         return cost_usd(self.teacher, self.prompt_tokens, self.completion_max)
@@ -127,41 +131,37 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     check cannot be made (no key, no connection, no model list), a ``model check:`` line says why."""
     e = estimate(task, t, examples_by_origin)
     endpoint = endpoint_url(t)
-    (q_by_split, req_cot, req_se, n_cot, n_se, prompt_tokens, completion_max, mean_cot, mean_se, cached_cot, cached_se,
-     future, skipped, use_n, n_ok, spent, spent_all, uncertain) = (
-        e.questions, e.req_cot, e.req_se, e.n_cot, e.n_se, e.prompt_tokens, e.completion_max, e.mean_cot, e.mean_se,
-        e.cached_cot, e.cached_se, e.future, e.skipped, e.use_n, e.n_ok, e.spent, e.spent_all, e.uncertain)
     warning, check_line = estimate_check(t, name, dataset)
     out = [f"estimate {dataset}: teacher {name}, {t.model} at {endpoint}; questions with CoTs: "
-           f"{', '.join(f'{s} {n}' for s, n in q_by_split.items() if n) or 'none'}; k={t.cots} CoTs, "
+           f"{', '.join(f'{s} {n}' for s, n in e.questions.items() if n) or 'none'}; k={t.cots} CoTs, "
            f"m={t.self_evals} self-evaluations per CoT ({', '.join(t.self_eval_splits) or 'no'} splits)",
-           f"  CoTs:             to send {req_cot} requests for {n_cot} samples "
-           f"({cached_cot} of {e.want_cot} cached)",
-           f"  self-evaluations: to send {req_se} requests for {n_se} samples ({cached_se} cached; "
-           f"{future} CoTs not answered yet, assumed parseable; {skipped} unparseable CoTs skipped)"]
-    note = "" if use_n else " (one request per sample)"
-    if t.use_n == "auto" and n_ok is None and req_cot + req_se:
-        note = f" (with n per request; {n_cot + n_se} if the endpoint ignores n)"
+           f"  CoTs:             to send {e.req_cot} requests for {e.n_cot} samples "
+           f"({e.cached_cot} of {e.want_cot} cached)",
+           f"  self-evaluations: to send {e.req_se} requests for {e.n_se} samples ({e.cached_se} cached; "
+           f"{e.future} CoTs not answered yet, assumed parseable; {e.skipped} unparseable CoTs skipped)"]
+    note = "" if e.use_n else " (one request per sample)"
+    if t.use_n == "auto" and e.n_ok is None and e.requests:
+        note = f" (with n per request; {e.samples} if the endpoint ignores n)"
     out.append(check_line)
-    out.append(f"  requests:         {req_cot + req_se}{note}")
-    out.append(f"  prompt tokens:    ~{prompt_tokens:,} ({token_method(t.model)})")
+    out.append(f"  requests:         {e.requests}{note}")
+    out.append(f"  prompt tokens:    ~{e.prompt_tokens:,} ({token_method(t.model)})")
     exp_line = exp_cost = ""
-    if mean_cot is not None or mean_se is not None:
-        expected = n_cot * (mean_cot or t.max_tokens) + n_se * (mean_se or t.max_tokens)
+    if e.mean_cot is not None or e.mean_se is not None:
+        expected = e.n_cot * (e.mean_cot or t.max_tokens) + e.n_se * (e.mean_se or t.max_tokens)
         exp_line = f"; ~{int(expected):,} at the mean length of cached responses"
-        exp_cost = f"; ~${cost_usd(t, prompt_tokens, expected):.4f} expected"
-    out.append(f"  completion tokens: <= {completion_max:,} (max_tokens {t.max_tokens} per sample){exp_line}")
-    out.append(f"  cost:             <= ${cost_usd(t, prompt_tokens, completion_max):.4f} (input "
-               f"${cost_usd(t, prompt_tokens, 0):.4f} + output <= ${cost_usd(t, 0, completion_max):.4f} at "
+        exp_cost = f"; ~${cost_usd(t, e.prompt_tokens, expected):.4f} expected"
+    out.append(f"  completion tokens: <= {e.completion_max:,} (max_tokens {t.max_tokens} per sample){exp_line}")
+    out.append(f"  cost:             <= ${cost_usd(t, e.prompt_tokens, e.completion_max):.4f} (input "
+               f"${cost_usd(t, e.prompt_tokens, 0):.4f} + output <= ${cost_usd(t, 0, e.completion_max):.4f} at "
                f"${t.price_per_1m_input:g}/${t.price_per_1m_output:g} per 1M tokens){exp_cost}")
     if t.budget_usd is None:
         cap = "none"
     else:
-        cap = (f"${t.budget_usd:g} in all for {t.model} at this endpoint, ${spent_all:.4f} of it spent so far "
-               f"(every dataset and run in the journal), ${max(0.0, t.budget_usd - spent_all):.4f} left")
-    if uncertain["requests"]:
-        cap += (f"; ${uncertain['cost_usd']:.4f} of the spend is uncertain ({uncertain['requests']} requests that may "
+        cap = (f"${t.budget_usd:g} in all for {t.model} at this endpoint, ${e.spent_all:.4f} of it spent so far "
+               f"(every dataset and run in the journal), ${max(0.0, t.budget_usd - e.spent_all):.4f} left")
+    if e.uncertain["requests"]:
+        cap += (f"; ${e.uncertain['cost_usd']:.4f} of the spend is uncertain ({e.uncertain['requests']} requests that may "
                 "have been billed unseen, counted at their worst case)")
-    out.append(f"  already cached:   {cached_cot + cached_se} samples from {spent['requests']} requests "
-               f"(${spent['cost_usd']:.4f} spent); budget_usd: {cap}")
+    out.append(f"  already cached:   {e.cached_cot + e.cached_se} samples from {e.spent['requests']} requests "
+               f"(${e.spent['cost_usd']:.4f} spent); budget_usd: {cap}")
     return ([warning] if warning else []) + out
