@@ -130,9 +130,38 @@ def cmd_forecast(args, forecast: ModuleType):
     print(f"wrote {forecast.OUT}")
 
 
+def cmd_shard(args, shard: ModuleType):
+    from pathlib import Path
+
+    def integer(opt: str, v) -> int:
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            raise PipelineError(f"--{opt}: {v!r} is not a whole number") from None
+
+    if args.device not in (None, "cpu", "cuda"):
+        raise PipelineError(f"--device: {args.device!r} is not cpu or cuda")
+    params, plan = _planned(args, shard)
+    share, loads, unit = shard.run(params, plan, integer("workers", args.workers), integer("index", args.index),
+                                   args.device, Path(args.calibration) if args.calibration else None)
+    print(" ".join(share.targets))
+    print(f"shard {share.index}/{len(loads)}: {len(share.runs)} of {len(plan.runs)} runs, {len(share.targets)} targets, "
+          f"~{share.cost:,.2f} of {sum(loads):,.2f} {unit} (workers: {', '.join(f'{x:,.2f}' for x in loads)})",
+          file=sys.stderr)
+
+
 def cmd_use_profile(args, profiles: ModuleType):
     dest = profiles.use_profile(args.name, args.params)
     print(f"{dest}: now the {args.name!r} profile (runs.yaml regenerated)")
+
+
+def cmd_teach_batch(args, teach: ModuleType):
+    from pathlib import Path
+
+    params = _params(args)
+    path = lambda v: Path(v) if v else None  # noqa: E731
+    teach.batch_files(params, args.dataset, args.teacher or teach.dataset_spec(params, args.dataset).teacher,
+                      path(args.export), path(getattr(args, "import")))
 
 
 def cmd_estimate(args, teach: ModuleType):
@@ -146,6 +175,10 @@ OPTION_HELP = {"teachers": "comma-separated (default: the dataset's teacher)",
                "calibration": "a Throughput file (benchmarks/bench_train.py --calibrate) for one student of the profile",
                "max-hours": "refuse (exit 2, one line) when the estimated accelerator hours are above this",
                "max-usd": "refuse (exit 2, one line) when the teachers' bill may be above this (every sample at max_tokens)",
+               "export": "write the request file of the first phase with missing samples (OpenAI's batch input format)",
+               "import": "record an output file of that format (e.g. from vLLM's run-batch) in the journal",
+               "workers": "how many workers share the runs",
+               "index": "this worker's index, 0..workers-1",
                "stamp": "write the `spec` stage's stamp (metrics/spec.json) when the spec is valid"}
 
 
@@ -179,6 +212,12 @@ COMMANDS: dict[str, Command] = {
     "forecast": Command("pipeline.stages.forecast", cmd_forecast, "the compute plan before anything runs: steps, selection, "
                         "decodes and accelerator hours per run and table, the teachers' requests, tokens and $",
                         options=("sizes", "device", "calibration", "max-hours", "max-usd")),
+    "shard": Command("pipeline.stages.shard", cmd_shard, "worker I of N's `dvc repro` targets, balanced by the "
+                     "forecast's time (the teach outputs checked present first; the teacher never called)",
+                     ("workers", "index"), options=("device", "calibration")),
+    "teach-batch": Command("pipeline.stages.teach", cmd_teach_batch, "the Batch API's files offline: export a "
+                           "phase's requests, import an engine's output into the journal (nothing is sent)",
+                           ("dataset",), options=("teacher", "export", "import")),
     "estimate": Command("pipeline.stages.teach", cmd_estimate,
                         "requests, tokens and cost of a live teacher, before sending anything", ("dataset",),
                         options=("teacher",)),
@@ -196,7 +235,7 @@ def main(argv=None) -> int:
     for name, c in COMMANDS.items():
         p = sub.add_parser(name, help=c.help)
         for n in c.needs:
-            p.add_argument(f"--{n}", required=True)
+            p.add_argument(f"--{n}", required=True, help=OPTION_HELP.get(n))
         for n in c.options:
             p.add_argument(f"--{n}", default=None, help=OPTION_HELP.get(n, f"default: the dataset's {n}"))
         for n in c.flags:

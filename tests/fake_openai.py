@@ -7,7 +7,8 @@ from the prompt: a chain of thought ending ``The answer is (a + b).`` for SVAMP,
 ``Evaluation result: the given answer is <verdict>.`` for self-evaluation prompts. It counts every
 request and can inject faults: 429s, 500s, slow responses, unparseable outputs, an endpoint
 that ignores or rejects ``n``, a retired model (answered exactly as OpenAI answers it), no model
-list, and a server that dies mid-run (``go_down``). Loopback only.
+list, and a server that dies mid-run (``go_down``). It also serves the Batch API (``/v1/files``,
+``/v1/batches``: ``tests/fake_batches.py``, ``srv.batches``). Loopback only.
 
 In tests::
 
@@ -149,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         if self._gone():
             return
+        if self.path.startswith(("/v1/files", "/v1/batches")):
+            self._batch_api("GET", b"")
+            return
         if self.path.rstrip("/") == "/v1/models":
             self._models()
             return
@@ -161,6 +165,18 @@ class _Handler(BaseHTTPRequestHandler):
             body = {"requests": st.requests, "ok": st.ok, "errors": {str(k): v for k, v in st.errors.items()},
                     "choices": st.choices, "garbage": st.garbage, "slow": st.slow}
         self._send(200, body)
+
+    def _batch_api(self, method: str, raw: bytes) -> None:
+        status, body, ctype = self.server.fake.batches.handle(method, self.path, self.headers, raw)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _models(self) -> None:
         fake = self.server.fake
@@ -189,32 +205,71 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         if self._gone():
             return
+        if self.path.startswith(("/v1/files", "/v1/batches")):
+            self._batch_api("POST", raw)
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             return
         try:
             body = json.loads(raw)
-            messages = body["messages"]
-            prompt = "\n".join(m.get("content") or "" for m in messages)
-        except (ValueError, KeyError, TypeError):
+            "\n".join(m.get("content") or "" for m in body["messages"])
+        except (ValueError, KeyError, TypeError, AttributeError):
             self._send(400, {"error": {"message": "bad JSON body", "type": "invalid_request_error"}})
             return
+        status, out, headers = fake.complete(body, self.headers.get("Authorization", ""))
+        self._send(status, out, headers)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+    fake: "FakeOpenAI"
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a killed client is expected
+            super().handle_error(request, client_address)
+
+
+class FakeOpenAI:
+    """The server on 127.0.0.1 (port 0 = any free port), in a background thread."""
+
+    def __init__(self, port: int = 0, **config):
+        self.config = FaultConfig(**config)
+        self.stats = Stats()
+        self.lock = threading.Lock()
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
+        from fake_batches import BatchAPI
+
+        self.batches = BatchAPI(self)  # /v1/files and /v1/batches
+        self._httpd.fake = self
+        self._thread: Optional[threading.Thread] = None
+        self.down = False
+
+    def complete(self, body: dict, authorization: str = "", sleep: bool = True) -> tuple[int, dict, dict]:
+        """One chat-completions answer to ``body`` (faults included): (status, JSON body, headers). The
+        Batch API (fake_batches.py) answers each line of a batch file with it."""
+        fake = self
+        messages = body["messages"]
+        prompt = "\n".join(m.get("content") or "" for m in messages)
         n = int(body.get("n") or 1)
         cfg = fake.config
         with fake.lock:
             st = fake.stats
             st.requests += 1
             seq = st.requests
-            st.auth.add(self.headers.get("Authorization", ""))
+            st.auth.add(authorization)
             st.models.add(body.get("model"))
             retired = body.get("model") in cfg.retired_models
             if retired:
                 st.errors[404] = st.errors.get(404, 0) + 1
         if retired:  # word for word what OpenAI answers for a model it no longer serves
-            self._send(404, {"error": {"message": f"The model `{body.get('model')}` does not exist or you do not have "
-                                                  "access to it.", "type": "invalid_request_error", "param": None,
-                                       "code": "model_not_found"}}, cfg.error_headers)
-            return
+            return 404, {"error": {"message": f"The model `{body.get('model')}` does not exist or you do not have "
+                                              "access to it.", "type": "invalid_request_error", "param": None,
+                                   "code": "model_not_found"}}, cfg.error_headers
         with fake.lock:
             fail = seq <= cfg.status_first or (cfg.status_after is not None and st.ok >= cfg.status_after)
             slow = not fail and (st.slow < cfg.slow_first or bool(cfg.slow_every and seq % cfg.slow_every == 0))
@@ -229,11 +284,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers.update(cfg.error_headers)
             msg = cfg.error_message or ("injected failure" if fail else "n > 1 is not supported by this endpoint")
             if cfg.echo_auth:
-                msg += f" (request had Authorization: {self.headers.get('Authorization')})"
-            self._send(code, {"error": {"message": msg, "type": "server_error" if fail else "invalid_request_error",
-                                        "param": None if fail else "n"}}, headers)
-            return
-        time.sleep(cfg.slow_s if slow else cfg.latency)
+                msg += f" (request had Authorization: {authorization})"
+            return code, {"error": {"message": msg, "type": "server_error" if fail else "invalid_request_error",
+                                    "param": None if fail else "n"}}, headers
+        if sleep:
+            time.sleep(cfg.slow_s if slow else cfg.latency)
         served = 1 if cfg.n_mode == "ignore" else n
         prompt_tokens = max(1, len(prompt) // 4)
         choices = []
@@ -260,33 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
         if cfg.usage:
             out["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                             "total_tokens": prompt_tokens + completion_tokens}
-        self._send(200, out)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-    fake: "FakeOpenAI"
-
-    def handle_error(self, request, client_address):
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):  # a killed client is expected
-            super().handle_error(request, client_address)
-
-
-class FakeOpenAI:
-    """The server on 127.0.0.1 (port 0 = any free port), in a background thread."""
-
-    def __init__(self, port: int = 0, **config):
-        self.config = FaultConfig(**config)
-        self.stats = Stats()
-        self.lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", port), _Handler)
-        self._httpd.fake = self
-        self._thread: Optional[threading.Thread] = None
-        self.down = False
+        return 200, out, {}
 
     @property
     def port(self) -> int:
@@ -300,6 +329,9 @@ class FakeOpenAI:
         with self.lock:
             self.config = FaultConfig(**config)
             self.stats = Stats()
+        from fake_batches import BatchAPI
+
+        self.batches = BatchAPI(self)
 
     def start(self) -> "FakeOpenAI":
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},

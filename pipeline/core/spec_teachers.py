@@ -78,6 +78,14 @@ class OpenAITeacher(Strict):
     price_per_1m_input: float = Field(0.5, ge=0)
     price_per_1m_output: float = Field(1.5, ge=0)
     budget_usd: Optional[float] = Field(None, gt=0)
+    mode: Literal["online", "batch"] = Field("online", description="online: chat-completions requests as they go; "
+                                             "batch: each phase's requests as Batch API files (/v1/files, /v1/batches, "
+                                             "completion_window 24h), at batch_price_factor of the price")
+    batch_price_factor: float = Field(0.5, gt=0, le=1, description="the Batch API's price as a share of the online "
+                                      "prices above (OpenAI: 0.5); counted against the same budget_usd")
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between two polls of a batch's status")
+    batch_max_requests: int = Field(50000, ge=1, le=50000, description="requests per batch file (OpenAI: at most "
+                                    "50,000 and 100 MB)")
     journal: str = Field("data/teacher_journal.sqlite", description="response cache (kept out of git)")
     request_params: dict[str, Union[str, int, float, bool]] = Field(
         default_factory=dict, description="more fields of every request body, e.g. {reasoning_effort: none} for a "

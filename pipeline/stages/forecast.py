@@ -147,7 +147,7 @@ def teacher_forecast(params: Params, ds: str, name: str, examples: dict, scale: 
     parts = [(estimate(task, t, by_origin({s: examples[s] if s == split else [] for s in SPLITS}), use_journal=False),
               scale.get(split, 1.0)) for split in SPLITS if examples[split]]
     total = lambda f: sum(f(e) * k for e, k in parts)  # noqa: E731
-    notes = []
+    notes = [f"batch mode: at the batch price, x{t.batch_price_factor:g} of the prices in params"] if t.mode == "batch" else []
     if any(k != 1 for _, k in parts):
         notes.append("scaled from the loaded questions, split by split (" +
                      ", ".join(f"{s} x{scale[s]:.3f}" for s in SPLITS if scale.get(s, 1.0) != 1) + ")")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 from ..core.artifacts import parse_model, read_model, write_jsonl, write_model, write_records
 from ..core.errors import PipelineError
@@ -97,6 +98,24 @@ def estimate(params: Params, dataset: str, teacher: str) -> None:
     from ..teacher.openai import estimate_lines
 
     for line in estimate_lines(dataset, get_task(spec.task), t, by_origin(read_prepared(dataset)), name=teacher):
+        print(line)
+
+
+def batch_files(params: Params, dataset: str, teacher: str, export: Optional[Path], import_: Optional[Path]) -> None:
+    """The Batch API's request file out, or an output file in, for an engine run offline (nothing is sent)."""
+    spec = dataset_spec(params, dataset)
+    t = params.teacher(dataset, teacher)
+    if not isinstance(t, OpenAITeacher):
+        raise PipelineError(f"teachers.{teacher}: backend {t.backend!r}: batch files are for the openai backend")
+    if export is None and import_ is None:
+        raise PipelineError("teach-batch: give --export FILE (the request file) and/or --import FILE (an output file)")
+    if import_ is not None and not import_.is_file():
+        raise PipelineError(f"--import: {import_}: no such file")
+    if not (PREPARED / dataset).is_dir():
+        raise PipelineError(f"{PREPARED / dataset}: not found; run `python -m pipeline prepare --dataset {dataset}` first")
+    from ..teacher.openai.backend import batch_files as run_files
+
+    for line in run_files(dataset, get_task(spec.task), t, by_origin(read_prepared(dataset)), teacher, export, import_):
         print(line)
 
 

@@ -297,14 +297,22 @@ named before unknown, by name)."""
                indices: list[int], texts: list[tuple[str, Optional[str]]], n_asked: int,
                prompt_tokens: int, completion_tokens: int, usage_estimated: bool, cost_usd: float,
                response_id: Optional[str], latency_s: float, response_model: Optional[str] = None,
-               system_fingerprint: Optional[str] = None, pending: Optional[tuple[int, int]] = None) -> int:
+               system_fingerprint: Optional[str] = None, pending: Optional[tuple[int, int]] = None,
+               batch_line: Optional[tuple[str, str]] = None) -> Optional[int]:
         """Store one response (its samples at the given indices) in one committed transaction; with
         ``pending`` (its row, attempts of it that may have been billed besides this answer), settle
-        its pending row in the same transaction."""
+        its pending row in the same transaction. With ``batch_line`` (batch id, custom_id: a line of a
+        Batch API output, ``openai/batch_store.py``), mark that line recorded in the same transaction,
+        or record nothing and return None when it already is (a resumed or concurrent run)."""
         params_json = _canon(params)
         cur = self.db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
+            if batch_line is not None and cur.execute(
+                    "UPDATE batch_lines SET recorded=1 WHERE batch_id=? AND custom_id=? AND recorded=0",
+                    batch_line).rowcount == 0:
+                cur.execute("ROLLBACK")
+                return None
             cur.execute("INSERT INTO requests (endpoint, model, kind, group_key, n_asked, n_returned, prompt_tokens, "
                         "completion_tokens, usage_estimated, cost_usd, response_id, latency_s, created_at, "
                         "response_model, system_fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

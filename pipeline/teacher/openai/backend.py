@@ -5,17 +5,22 @@ no file: the stage writes every artifact. A phase that stops before it has every
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
+from ...core.errors import PipelineError
 from ...core.spec import OpenAITeacher
 from ...core.records import Example
 from ...tasks import Task
 from ..common import empty_record, make_cot
 from ..journal import Journal, journal_path, sum_usage
 from .budget import Budget
-from .endpoint import endpoint_url, ensure_key
+from .endpoint import endpoint_url, ensure_key, who
 from .outcome import TeacherStopped
-from .plan import Group, Planner, load_cached, missing_samples, slot_of
+from .plan import MAX_N, Group, Planner, load_cached, missing_samples, slot_of
+from . import batch_store
+from .batch import BatchSender
+from .batch_records import export_requests, import_output
 from .sender import Sender
 
 
@@ -41,7 +46,7 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher, examples_by_origi
     jpath = journal_path(teacher.journal)
     with Journal(jpath) as journal:
         budget = Budget.from_journal(teacher, journal, endpoint)
-        sender = Sender(teacher, journal, endpoint, dataset, budget, name=name)
+        sender = (BatchSender if teacher.mode == "batch" else Sender)(teacher, journal, endpoint, dataset, budget, name=name)
         cot_groups, cot_of = planner.cot_slots(examples)
         load_cached(journal, cot_groups)
         cached = {(g.key, i) for g in cot_groups.values() for i in g.have}
@@ -55,6 +60,7 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher, examples_by_origi
                                                      stopped=sender.stop_reason or "samples missing"))
 
         ensure_key(teacher, missing_samples(cot_groups.values()), name)
+        _no_open_batch(sender, groups)
         sender.run(groups, "CoTs")
         stop_if_incomplete(groups)
 
@@ -63,12 +69,26 @@ def generate(dataset: str, task: Task, teacher: OpenAITeacher, examples_by_origi
         cached |= {(g.key, i) for g in se_groups.values() for i in g.have}
         groups += list(se_groups.values())
         ensure_key(teacher, missing_samples(se_groups.values()), name)
+        _no_open_batch(sender, list(se_groups.values()))
         sender.run(list(se_groups.values()), "self-evaluations")
         stop_if_incomplete(list(se_groups.values()))
 
         records, quarantine, used = _assemble(task, teacher, examples_by_origin, cot_of, se_of)
         usage = _usage(planner, sender, journal, groups, cached, used, quarantine, skipped)
     return TeacherOutput(records, usage, quarantine)
+
+
+def _no_open_batch(sender: Sender, groups: list[Group]) -> None:
+    """Online, a phase whose batch (an earlier run in batch mode) is still open would pay twice: one line."""
+    if isinstance(sender, BatchSender) or not groups or not missing_samples(groups):
+        return
+    batch_store.ensure(sender.journal)
+    opened = batch_store.open_batches(sender.journal, sender.endpoint, sender.teacher.model,
+                                      f"{sender.dataset}/{groups[0].kind}")
+    if opened:
+        raise PipelineError(f"{who(sender.teacher, sender.name)}: batch {opened[0][0]} of these requests is still open "
+                            f"(an earlier run in batch mode): set `mode: batch` under teachers.{sender.name} to follow it "
+                            "to the end; online, its answers would be paid twice")
 
 
 def _usage(planner: Planner, sender: Sender, journal: Journal, groups: list[Group], cached: set,
@@ -114,6 +134,8 @@ def _usage(planner: Planner, sender: Sender, journal: Journal, groups: list[Grou
                         "self_eval": sum(q["kind"] == "self_eval" for q in quarantine)},
         "skipped_self_evals": skipped,
         "stopped": stopped,
+        "batch": {"mode": teacher.mode, "price_factor": teacher.batch_price_factor, **sender.batch}
+        if isinstance(sender, BatchSender) else None,
     }
 
 
@@ -152,3 +174,44 @@ def _assemble(task: Task, teacher: OpenAITeacher, examples_by_origin: dict, cot_
                                            "reason": "no 'Evaluation result: the given answer is ...' line",
                                            "text": e["text"], "group_key": sg.key, "sample": soff + j})
     return records, quarantine, used
+
+
+def batch_files(dataset: str, task: Task, teacher: OpenAITeacher, examples_by_origin: dict[str, list[Example]],
+                name: str, export: Optional[Path] = None, import_: Optional[Path] = None) -> list[str]:
+    """The Batch API's files, offline: ``export`` writes the request file of the first phase with missing
+    samples (the CoTs; once they are all in, the self-evaluations of the parseable ones), ``import_`` records
+    an output file of that format in the journal. Sends nothing; then the teach stage reads the journal."""
+    endpoint = endpoint_url(teacher)
+    planner = Planner(task, teacher, endpoint)
+    examples = [ex for exs in examples_by_origin.values() for ex in exs]
+    jpath = journal_path(teacher.journal)
+    out = []
+    with Journal(jpath) as journal:
+        sender = BatchSender(teacher, journal, endpoint, dataset, Budget.from_journal(teacher, journal, endpoint), name=name)
+
+        def phase() -> tuple[str, list[Group]]:  # the first phase with missing samples (or the last one)
+            cot_groups, cot_of = planner.cot_slots(examples)
+            load_cached(journal, cot_groups)
+            if missing_samples(cot_groups.values()) or not teacher.self_evals:
+                return "CoTs", list(cot_groups.values())
+            se_groups, _, _ = planner.self_eval_slots(examples, cot_of)
+            load_cached(journal, se_groups)
+            return "self-evaluations", list(se_groups.values())
+
+        name_, groups = phase()
+        if import_ is not None:
+            c = import_output(sender, groups, import_.read_text(encoding="utf-8").splitlines(), import_.name)
+            out.append(f"imported {import_}: {c['recorded']} lines recorded, {c['failed']} failed, {c['quarantined']} "
+                       f"quarantined (custom_id not a missing {name_} request of this teacher); {sender.stats.samples} "
+                       f"{name_} samples, ${sender.stats.cost_usd:.4f} at the prices in params")
+            name_, groups = phase()
+        missing = missing_samples(groups)
+        if export is not None:
+            if missing:
+                n = export_requests(teacher, groups, export, sender.batch_size(MAX_N))
+                out.append(f"exported {export}: {n} requests for {missing} missing {name_} samples (OpenAI batch format)")
+            else:
+                out.append(f"nothing to export: every {name_} sample is in {jpath}")
+        out.append(f"{name} on {dataset}: {missing} {name_} samples missing (import their output, then export again)"
+                   if missing else f"{name} on {dataset}: every sample is in the journal: run the teach stage")
+    return out

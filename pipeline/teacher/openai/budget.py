@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 
 def cost_usd(teacher: OpenAITeacher, prompt_tokens: float, completion_tokens: float) -> float:
-    return (prompt_tokens * teacher.price_per_1m_input + completion_tokens * teacher.price_per_1m_output) / 1e6
+    """At the prices in params; in batch mode (``mode: batch``), at ``batch_price_factor`` of them."""
+    factor = teacher.batch_price_factor if teacher.mode == "batch" else 1.0
+    return factor * (prompt_tokens * teacher.price_per_1m_input + completion_tokens * teacher.price_per_1m_output) / 1e6
 
 
 class Budget:

@@ -153,7 +153,8 @@ def estimate_lines(dataset: str, task: Task, t: OpenAITeacher, examples_by_origi
     out.append(f"  completion tokens: <= {e.completion_max:,} (max_tokens {t.max_tokens} per sample){exp_line}")
     out.append(f"  cost:             <= ${cost_usd(t, e.prompt_tokens, e.completion_max):.4f} (input "
                f"${cost_usd(t, e.prompt_tokens, 0):.4f} + output <= ${cost_usd(t, 0, e.completion_max):.4f} at "
-               f"${t.price_per_1m_input:g}/${t.price_per_1m_output:g} per 1M tokens){exp_cost}")
+               f"${t.price_per_1m_input:g}/${t.price_per_1m_output:g} per 1M tokens"
+               + (f", x{t.batch_price_factor:g} in batch mode" if t.mode == "batch" else "") + f"){exp_cost}")
     if t.budget_usd is None:
         cap = "none"
     else:

@@ -50,6 +50,13 @@ def incomplete_message(sender: "Sender", missing: int, journal_file: Path) -> st
     named = who(t, sender.name)
     uncertain = f" + ${b.uncertain_all:.4f} uncertain (requests that may have been billed unseen)" \
         if b.uncertain_all else ""
+    batch = getattr(sender, "batch", None)
+    if batch is not None and not sender.budget_hit:  # batch mode (batch.py)
+        why = sender.fatal_error or sender.stop_reason or "stopped"
+        last = f" (last error: {sender.last_error})" if sender.last_error and sender.last_error not in why else ""
+        return (f"{named}: batch mode: {why}{last}; {s.requests} lines answered, {batch['failed_lines']} failed, "
+                f"{batch['submitted']} batches submitted, {batch['resumed']} resumed; {missing} samples missing; "
+                f"{kept}; open batches are followed, and only the missing samples submitted, on the next run")
     if sender.fatal_error is not None:
         attempts = f"{s.http_attempts} HTTP attempt{'s' if s.http_attempts != 1 else ''}"
         return (f"{named}: {sender.fatal_error}; {s.requests} requests succeeded, {s.failed} failed ({attempts}; "
