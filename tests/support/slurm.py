@@ -20,12 +20,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
+DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "scancel")
+SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", "/usr/bin"])  # daemons live in sbin
+
+
+def tool(name: str) -> str:
+    """The full path of a SLURM or munge program (sbin included, which a CI PATH may lack)."""
+    return shutil.which(name, path=SEARCH) or name
 
 
 def available() -> Optional[str]:
     """None when a cluster can start here; otherwise why not."""
-    missing = [d for d in DAEMONS if shutil.which(d) is None]
+    missing = [d for d in DAEMONS if shutil.which(d, path=SEARCH) is None]
     if missing:
         return f"not installed: {', '.join(missing)} (Debian: apt-get install slurm-wlm munge)"
     if os.geteuid() != 0:
@@ -97,22 +103,22 @@ def cluster(base: Path) -> Iterator[dict]:
     env = {**os.environ, **client}
     pids: list[int] = []
     try:
-        subprocess.run(["munged", "--force", f"--key-file={key}", f"--socket={sock}",
+        subprocess.run([tool("munged"), "--force", f"--key-file={key}", f"--socket={sock}",
                         f"--pid-file={base / 'munge' / 'munged.pid'}", f"--log-file={base / 'log' / 'munged.log'}",
                         f"--seed-file={base / 'munge' / 'munged.seed'}"], check=True, capture_output=True)
         _wait("munged", lambda: _pid(base / "munge" / "munged.pid"))
         pids.append(_pid(base / "munge" / "munged.pid"))
         for daemon in ("slurmctld", "slurmd"):
-            subprocess.run([daemon], env=env, check=True, capture_output=True)
+            subprocess.run([tool(daemon)], env=env, check=True, capture_output=True)
             _wait(daemon, lambda: _pid(base / f"{daemon}.pid"))
             pids.append(_pid(base / f"{daemon}.pid"))
-        _wait("the node", lambda: "idle" in subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True,
+        _wait("the node", lambda: "idle" in subprocess.run([tool("sinfo"), "-h", "-o", "%T"], env=env, capture_output=True,
                                                             text=True).stdout.split())
         yield client
     finally:
         if len(pids) == 3:  # no job outlives the test
-            subprocess.run(["scancel", "--partition=test"], env=env, capture_output=True)
-            _wait("the jobs to end", lambda: not subprocess.run(["squeue", "-h"], env=env, capture_output=True,
+            subprocess.run([tool("scancel"), "--partition=test"], env=env, capture_output=True)
+            _wait("the jobs to end", lambda: not subprocess.run([tool("squeue"), "-h"], env=env, capture_output=True,
                                                                  text=True).stdout.strip(), timeout=30)
         for pid in reversed(pids):
             try:
@@ -145,12 +151,12 @@ def run_array(script: Path, tasks: int, env: dict, logs: Path, slurm_env: Option
         codes = [p.wait(timeout=timeout) for p in procs]
         return {"logs": [p.read_text() for p in paths], "exit": codes, "overlap": None}
     e = {**env, **slurm_env}
-    job = subprocess.run(["sbatch", "--parsable", f"--array=0-{tasks - 1}", f"--output={logs}/task-%a.out",
+    job = subprocess.run([tool("sbatch"), "--parsable", f"--array=0-{tasks - 1}", f"--output={logs}/task-%a.out",
                           "--export=ALL", str(script)], env=e, capture_output=True, text=True,
                          check=True).stdout.strip().split(";")[0]
     overlap, end, states = False, time.monotonic() + timeout, {}
     while time.monotonic() < end:
-        show = subprocess.run(["scontrol", "-o", "show", "job", job], env=e, capture_output=True, text=True)
+        show = subprocess.run([tool("scontrol"), "-o", "show", "job", job], env=e, capture_output=True, text=True)
         if show.returncode == 0:
             states = {int(m["task"]): (m["state"], m["code"], m["signal"]) for m in re.finditer(
                 r"ArrayTaskId=(?P<task>\d+) .*?JobState=(?P<state>\w+) .*?ExitCode=(?P<code>\d+):(?P<signal>\d+)",
@@ -161,7 +167,7 @@ def run_array(script: Path, tasks: int, env: dict, logs: Path, slurm_env: Option
                 break
         time.sleep(1)
     else:
-        subprocess.run(["scancel", job], env=e)
+        subprocess.run([tool("scancel"), job], env=e)
         raise TimeoutError(f"array job {job} still running after {timeout} s: {states}")
     codes = [0 if states[i] == ("COMPLETED", "0", "0") else int(states[i][1]) or 1 for i in range(tasks)]
     return {"logs": [p.read_text() if p.exists() else "" for p in paths], "exit": codes, "overlap": overlap}
