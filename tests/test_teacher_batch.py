@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FakeOpenAI
+from support.teacher import isolated_key, made_up_examples as examples
 from pipeline.core.errors import PipelineError
-from pipeline.core.records import Example, TeacherUsage
+from pipeline.core.records import TeacherUsage
 from pipeline.core.spec import OpenAITeacher
 from pipeline.tasks import get_task
 from pipeline.teacher.openai import generate
 from pipeline.teacher.openai.backend import batch_files
-from pipeline.teacher.openai.models import forget_checks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -35,24 +35,10 @@ PRICES = {"price_per_1m_input": 1000.0, "price_per_1m_output": 1000.0}  # $0.001
 COT_LINES, SE_LINES = 9, 12  # 6 train + 3 test questions x 2 CoTs (n=2 a line); 12 train CoTs x 2 evaluations
 
 
-def examples() -> dict[str, list[Example]]:
-    def make(split: str, n: int) -> list[Example]:
-        a = 3 if split == "train" else 103
-        return [Example(id=f"{split}{i}", split=split, origin=split, index=i, label=f"{i + a} + {2 * i + 1}",
-                        question=f"Tom has {i + a} apples and buys {2 * i + 1} more. How many apples does he have?")
-                for i in range(n)]
-    return {"train": make("train", 6), "test": make("test", 3)}
-
-
 @pytest.fixture(autouse=True)
 def env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("OPENAI_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv(KEY_ENV, "sk-test-batch")
-    forget_checks()
-    yield monkeypatch
-    forget_checks()
+    with isolated_key(monkeypatch, KEY_ENV, "sk-test-batch") as m:
+        yield m
 
 
 @pytest.fixture

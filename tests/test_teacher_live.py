@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FakeOpenAI
+from support.teacher import isolated_key, made_up_examples as examples
 from pipeline.core.errors import PipelineError
-from pipeline.core.records import Example, TeacherUsage
+from pipeline.core.records import TeacherUsage
 from pipeline.core.spec import OpenAITeacher
 from pipeline.tasks import get_task
 from pipeline.teacher.openai import TeacherStopped, estimate_lines, generate
@@ -38,24 +39,10 @@ PRICED = {"price_per_1m_input": 1000, "price_per_1m_output": 1000}  # $0.001 per
 SVAMP = get_task("svamp")
 
 
-def examples(train: int = 6, test: int = 3) -> dict[str, list[Example]]:
-    def make(split: str, n: int) -> list[Example]:
-        a = 3 if split == "train" else 103
-        return [Example(id=f"{split}{i}", split=split, origin=split, index=i, label=f"{i + a} + {2 * i + 1}",
-                        question=f"Tom has {i + a} apples and buys {2 * i + 1} more. How many apples does he have?")
-                for i in range(n)]
-    return {"train": make("train", train), "test": make("test", test)}
-
-
 @pytest.fixture(autouse=True)
 def env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("OPENAI_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv(KEY_ENV, KEY)
-    forget_checks()
-    yield monkeypatch
-    forget_checks()
+    with isolated_key(monkeypatch, KEY_ENV, KEY) as m:
+        yield m
 
 
 @pytest.fixture

@@ -7,9 +7,11 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from fake_openai import FakeOpenAI
+from pipeline.core.records import Example
 from support import DATA
 
 SVAMP = DATA / "svamp"
@@ -81,3 +83,31 @@ def error_line(r: subprocess.CompletedProcess) -> str:
     lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, r.stderr
     return lines[0]
+
+
+def made_up_examples(train: int = 6, test: int = 3) -> dict[str, list[Example]]:
+    """SVAMP-like questions made up here ("Tom has a apples and buys b more"), by origin split: the
+    in-process live-teacher tests need no shared data."""
+    def make(split: str, n: int) -> list[Example]:
+        a = 3 if split == "train" else 103
+        return [Example(id=f"{split}{i}", split=split, origin=split, index=i, label=f"{i + a} + {2 * i + 1}",
+                        question=f"Tom has {i + a} apples and buys {2 * i + 1} more. How many apples does he have?")
+                for i in range(n)]
+    return {"train": make("train", train), "test": make("test", test)}
+
+
+@contextmanager
+def isolated_key(monkeypatch, key_env: str, key: str):
+    """One in-process live-teacher test's environment: no OPENAI_* setting of the caller's, the test key in
+    ``key_env``, and the endpoints' model checks forgotten before and after."""
+    from pipeline.teacher.openai.models import forget_checks
+
+    for name in list(os.environ):
+        if name.startswith("OPENAI_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv(key_env, key)
+    forget_checks()
+    try:
+        yield monkeypatch
+    finally:
+        forget_checks()

@@ -57,10 +57,11 @@ class BatchSender(Sender):
         import openai
 
         t = self.teacher
-        if not api_key(t):
+        key = api_key(t)
+        if not key:
             raise PipelineError(f"{t.api_key_env} is not set: the teacher reads its key from the environment variable "
                                 "named by its api_key_env")
-        client = openai.OpenAI(api_key=api_key(t), base_url=client_base_url(t), timeout=t.timeout_s,
+        client = openai.OpenAI(api_key=key, base_url=client_base_url(t), timeout=t.timeout_s,
                                max_retries=t.max_retries)
         try:  # before anything is uploaded: an endpoint without the Batch API is one line
             client.batches.list(limit=1)
@@ -124,20 +125,20 @@ class BatchSender(Sender):
         parts: list[list] = [[]]
         size = 0
         for g, idx in todo:  # files of at most batch_max_requests lines and 100 MB
-            n = len(request_line(t, g, idx)[1])
-            if parts[-1] and (len(parts[-1]) >= t.batch_max_requests or size + n > FILE_BYTES):
+            line = request_line(t, g, idx)
+            if parts[-1] and (len(parts[-1]) >= t.batch_max_requests or size + len(line[1]) > FILE_BYTES):
                 parts.append([])
                 size = 0
-            parts[-1].append((g, idx))
-            size += n
+            parts[-1].append((g, idx, line))
+            size += len(line[1])
         for part in parts:
             keep, worst, cut = [], 0.0, False
-            for g, idx in part:  # the file's worst case must fit in what is left, down to one sample
+            for g, idx, line in part:  # the file's worst case must fit in what is left, down to one sample
                 k = len(idx)
                 while k and worst + b.worst_case(g.prompt_tokens, k) > b.left():
                     k -= 1
                 if k:
-                    keep.append(request_line(t, g, idx[:k]))
+                    keep.append(line if k == len(idx) else request_line(t, g, idx[:k]))
                     worst += b.worst_case(g.prompt_tokens, k)
                 if k < len(idx):
                     cut = True

@@ -19,7 +19,7 @@ from .batch_store import Line, custom_id
 from .budget import cost_usd
 from .plan import Group
 from .response import parse_completion, read_answer
-from .tokens import count_tokens
+from .sender import answer_tokens
 
 if TYPE_CHECKING:
     from .batch import BatchSender
@@ -78,11 +78,8 @@ def record_line(sender: "BatchSender", bid: str, raw: str, known: dict[str, Line
         sender.line_failed(raw, line, "no choices")
         return False
     g = by_key.get(line.group_key)
-    if answer.usage is not None:
-        (pt, ct), estimated = answer.usage, False
-    else:
-        pt = g.prompt_tokens if g is not None else 0
-        ct, estimated = sum(count_tokens(x, t.model) for x, _ in texts), True
+    ours = g.prompt_tokens if g is not None else 0
+    pt, ct, estimated = answer_tokens(answer, ours, t.model)
     cost = cost_usd(t, pt, ct)
     got = list(range(line.first, line.first + len(texts)))
     rid = journal.record(endpoint=sender.endpoint, model=t.model, kind=kind, group=line.group_key,
@@ -93,19 +90,10 @@ def record_line(sender: "BatchSender", bid: str, raw: str, known: dict[str, Line
                          batch_line=None if bid.startswith("import:") else (bid, line.custom_id))
     if rid is None:
         return True  # another run recorded it meanwhile
-    sender.budget.spend(cost, None if estimated else pt, g.prompt_tokens if g is not None else 0)
     if g is not None:
         for i, (text, fin) in zip(got, texts):
             g.have.setdefault(i, Sample(text, fin, rid))  # answered online meanwhile: that text stays
-    s = sender.stats
-    s.requests += 1
-    s.samples += len(texts)
-    s.prompt_tokens += pt
-    s.completion_tokens += ct
-    s.cost_usd += cost
-    sender.consecutive_failures = 0
-    if sender.pbar is not None:
-        sender.pbar.update(len(texts))
+    sender.tally(len(texts), pt, ct, cost, estimated, ours)
     if len(texts) < line.n and t.use_n == "auto":
         sender._set_n_supported(False)
     elif line.n > 1:

@@ -38,6 +38,13 @@ from .plan import MAX_N, Group, missing_samples
 from .response import parse_completion, read_answer
 from .tokens import count_tokens
 
+def answer_tokens(answer, prompt_tokens: int, model: str) -> tuple[int, int, bool]:
+    """(prompt, completion, estimated) tokens of an answer: the endpoint's usage, or our own counts."""
+    if answer.usage is not None:
+        return (*answer.usage, False)
+    return prompt_tokens, sum(count_tokens(x, model) for x, _ in answer.texts), True
+
+
 RAMP_STEP_S, RAMP_MAX_S = 0.005, 1.0  # workers start 5 ms apart, all within 1 s
 NOT_BILLED = "HTTP error answers"  # an attempt answered with an HTTP error status is not billed
 
@@ -284,10 +291,7 @@ class Sender:
         if not texts:
             self._failure(ValueError("the endpoint returned no choices"))
             return False
-        if answer.usage is not None:
-            (pt, ct), estimated = answer.usage, False
-        else:
-            pt, ct, estimated = g.prompt_tokens, sum(count_tokens(x, t.model) for x, _ in texts), True
+        pt, ct, estimated = answer_tokens(answer, g.prompt_tokens, t.model)
         cost = cost_usd(t, pt, ct)
         got = take[: len(texts)]
         unseen = max(0, a.maybe_billed() - 1)  # earlier attempts of this request abandoned by the client
@@ -298,18 +302,9 @@ class Sender:
                             system_fingerprint=answer.system_fingerprint, pending=(a.pending_id, unseen))
         self._count_uncertain(a, unseen)
         mark_answered(t)
-        self.budget.spend(cost, None if estimated else pt, g.prompt_tokens)
         for idx, (text, fin) in zip(got, texts):
             g.have[idx] = Sample(text, fin, -1)
-        s = self.stats
-        s.requests += 1
-        s.samples += len(texts)
-        s.prompt_tokens += pt
-        s.completion_tokens += ct
-        s.cost_usd += cost
-        self.consecutive_failures = 0
-        if self.pbar is not None:
-            self.pbar.update(len(texts))
+        self.tally(len(texts), pt, ct, cost, estimated, g.prompt_tokens)
         if len(texts) < n:
             if t.use_n == "auto":  # n silently ignored: ask for the rest one by one, and remember
                 self._set_n_supported(False)
@@ -320,6 +315,19 @@ class Sender:
         elif n > 1:
             self._set_n_supported(True)
         return True
+
+    def tally(self, samples: int, pt: int, ct: int, cost: float, estimated: bool, prompt_tokens_ours: int) -> None:
+        """One answered request (online, or a batch line): the budget, this run's stats, the progress bar."""
+        self.budget.spend(cost, None if estimated else pt, prompt_tokens_ours)
+        s = self.stats
+        s.requests += 1
+        s.samples += samples
+        s.prompt_tokens += pt
+        s.completion_tokens += ct
+        s.cost_usd += cost
+        self.consecutive_failures = 0
+        if self.pbar is not None:
+            self.pbar.update(samples)
 
     def _fatal(self, e: BaseException, status: int, code: Optional[str]) -> None:
         """A 4xx that no retry could mend (a model the endpoint does not serve, a refused key): stop now."""
